@@ -1,0 +1,113 @@
+"""The environment that points Airflow, boto3 and psql at the local stack.
+
+``ferry stack env`` prints it as ``export`` lines; the test suite and ``ferry stack up`` put it
+in ``os.environ``. Connections are ``AIRFLOW_CONN_*`` variables in Airflow's JSON form, so
+nothing is stored in a database or committed: to use real AWS or another PostgreSQL, define
+the same connection ids elsewhere (a secrets backend, the UI, your own env) instead.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from ferry.stack.settings import REGION, StackSettings, project_root
+from ferry.stack.sshd import SshdService
+
+#: Connection ids the stack defines, and what they point at.
+CONNECTION_IDS = {
+    "aws_default": "the S3 endpoint and SageMaker control plane (moto)",
+    "inside_airbnb": "PostgreSQL, database inside_airbnb",
+    "sftp_default": "sshd's SFTP subsystem",
+    "ssh_default": "sshd",
+}
+
+
+def connections(settings: StackSettings) -> dict[str, dict]:
+    creds = settings.credentials
+    sshd = SshdService(settings)
+    ssh_extra = {
+        "key_file": str(sshd.client_key),
+        "host_key": sshd.host_public_key(),
+        "no_host_key_check": "false",
+        # On loopback, compression only costs CPU (see bench/RESULTS.md); turn it back on for
+        # slow links to a real server.
+        "compress": "false",
+    }
+    ssh = {"host": settings.host, "port": settings.ports["sshd"], "login": sshd.user, "extra": ssh_extra}
+    return {
+        "aws_default": {
+            "conn_type": "aws",
+            "login": creds.aws_access_key_id,
+            "password": creds.aws_secret_access_key,
+            "extra": {"region_name": REGION, "endpoint_url": settings.url("s3")},
+        },
+        "inside_airbnb": {
+            "conn_type": "postgres",
+            "host": settings.host,
+            "port": settings.ports["postgres"],
+            "login": creds.postgres_user,
+            "password": creds.postgres_password,
+            "schema": "inside_airbnb",
+        },
+        "sftp_default": {"conn_type": "sftp", **ssh},
+        "ssh_default": {"conn_type": "ssh", **ssh},
+    }
+
+
+def airflow_config(settings: StackSettings) -> dict[str, str]:
+    """Airflow settings for a LocalExecutor deployment on the stack's PostgreSQL."""
+    creds = settings.credentials
+    home = settings.home / "airflow"
+    api = settings.url("airflow")
+    db = (
+        f"postgresql+psycopg2://{creds.postgres_user}:{creds.postgres_password}"
+        f"@{settings.host}:{settings.ports['postgres']}/airflow"
+    )
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project_root() / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Two cores: more parallel tasks only thrash.
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__FERNET_KEY": creds.airflow_fernet_key,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
+        "AIRFLOW__API__HOST": settings.host,
+        "AIRFLOW__API__PORT": str(settings.ports["airflow"]),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__API_AUTH__JWT_SECRET": creds.airflow_jwt_secret,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+    }
+
+
+def stack_environment(settings: StackSettings) -> dict[str, str]:
+    """Every variable ``ferry stack env`` exports."""
+    creds = settings.credentials
+    env = {
+        "FERRY_HOME": str(settings.home),
+        # Plain boto3 and the AWS CLI: per-service endpoints, so that a client for a service
+        # the stack does not play (sagemaker-runtime, say) is not sent to moto by accident.
+        "AWS_ACCESS_KEY_ID": creds.aws_access_key_id,
+        "AWS_SECRET_ACCESS_KEY": creds.aws_secret_access_key,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL_S3": settings.url("s3"),
+        "AWS_ENDPOINT_URL_SAGEMAKER": settings.url("s3"),
+        # psql with no arguments lands in the inside_airbnb database.
+        "PGHOST": settings.host,
+        "PGPORT": str(settings.ports["postgres"]),
+        "PGUSER": creds.postgres_user,
+        "PGPASSWORD": creds.postgres_password,
+        "PGDATABASE": "inside_airbnb",
+        **airflow_config(settings),
+    }
+    for conn_id, conn in connections(settings).items():
+        env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn, separators=(",", ":"))
+    return env
+
+
+def export_lines(env: dict[str, str]) -> str:
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())

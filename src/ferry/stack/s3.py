@@ -1,0 +1,46 @@
+"""The S3 endpoint service (moto's server; it also answers the SageMaker control plane)."""
+
+from __future__ import annotations
+
+import sys
+
+from ferry.stack.process import port_answers, read_pid, spawn, stop_pid
+from ferry.stack.service import Service
+
+
+class S3Service(Service):
+    name = "s3"
+    # Restoring a large snapshot takes a while; writing one on stop too.
+    start_timeout = 300.0
+
+    @property
+    def pid_file(self):
+        return self.settings.run / "s3.pid"
+
+    @property
+    def ready_file(self):
+        return self.settings.run / "s3.ready"
+
+    def is_running(self) -> bool:
+        return read_pid(self.pid_file) is not None
+
+    def _launch(self) -> None:
+        spawn(
+            [sys.executable, "-m", "ferry.stack.s3_server",
+             "--host", self.settings.host, "--port", str(self.port),
+             "--data", str(self.settings.data("s3")), "--ready", str(self.ready_file)],
+            pid_file=self.pid_file,
+            log_file=self.log_file,
+        )
+
+    def ready(self) -> bool:
+        return self.ready_file.exists() and port_answers(self.settings.host, self.port)
+
+    def stop(self) -> None:
+        if (pid := read_pid(self.pid_file)) is not None:
+            stop_pid(pid, timeout=600)
+        self.pid_file.unlink(missing_ok=True)
+        self.ready_file.unlink(missing_ok=True)
+
+    def detail(self) -> str:
+        return f"{self.settings.url('s3')} (S3 + SageMaker API)"

@@ -1,0 +1,85 @@
+"""What every service of the stack can do: start (and wait until it answers), stop, report."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from ferry.stack.process import port_answers, require_free_port, wait_until
+from ferry.stack.settings import StackSettings
+
+
+class Service(ABC):
+    """One server of the stack, listening on ``settings.ports[self.name]``."""
+
+    name: str
+    #: Seconds to wait for the service to answer after starting it.
+    start_timeout: float = 60.0
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+
+    @property
+    def port(self) -> int:
+        return self.settings.ports[self.name]
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.logs / f"{self.name}.log"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    @abstractmethod
+    def is_running(self) -> bool:
+        """True if this stack's process for the service is alive."""
+
+    @abstractmethod
+    def _launch(self) -> None:
+        """Start the process(es); return without waiting for readiness."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop the service if it runs; keep its data."""
+
+    def ready(self) -> bool:
+        return port_answers(self.settings.host, self.port)
+
+    def alive(self) -> bool:
+        """While starting: False means the service died and waiting longer is pointless."""
+        return self.is_running()
+
+    def after_ready(self) -> None:
+        """Work done once the service answers (create databases, buckets…)."""
+
+    def start(self) -> bool:
+        """Start the service unless it already runs; return True if this call started it."""
+        if self.is_running():
+            if not self.ready():
+                wait_until(self.ready, service=self.name, log_file=self.log_file, timeout=self.start_timeout)
+            self.after_ready()
+            return False
+        require_free_port(self.name, self.settings.host, self.port, self.log_file)
+        self._launch()
+        try:
+            wait_until(
+                self.ready,
+                service=self.name,
+                log_file=self.log_file,
+                timeout=self.start_timeout,
+                alive=self.alive,
+            )
+            self.after_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return True
+
+    def status_line(self) -> str:
+        state = "up" if self.is_running() and self.ready() else "down"
+        return f"{self.name:<9} {state:<5} {self.endpoint:<22} {self.detail()}"
+
+    def detail(self) -> str:
+        """Extra words for the status line (a URL, a user name)."""
+        return f"log: {self.log_file}"

@@ -1,0 +1,105 @@
+"""Where the stack keeps its state, which ports it uses, and its generated credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Default ports; each can be overridden by the environment variable named beside it.
+DEFAULT_PORTS: dict[str, tuple[str, int]] = {
+    "postgres": ("FERRY_POSTGRES_PORT", 15432),
+    "s3": ("FERRY_S3_PORT", 15000),
+    "sshd": ("FERRY_SSH_PORT", 12222),
+    "airflow": ("FERRY_AIRFLOW_PORT", 18080),
+}
+
+#: AWS region the local stack pretends to be in; the seed's sample bucket lives there.
+REGION = "eu-west-1"
+
+
+def project_root() -> Path:
+    """The checkout ferry runs from (the folder holding ``dags/`` and ``pyproject.toml``)."""
+    return Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Secrets generated on first start and kept in ``$FERRY_HOME/credentials.json`` (0600).
+
+    They never enter the repository; ``ferry stack env`` hands them to shells and Airflow.
+    """
+
+    postgres_user: str
+    postgres_password: str
+    aws_access_key_id: str
+    aws_secret_access_key: str
+    airflow_admin_password: str
+    airflow_jwt_secret: str
+    airflow_fernet_key: str
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> Credentials:
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        from cryptography.fernet import Fernet
+
+        creds = cls(
+            postgres_user="ferry",
+            postgres_password=secrets.token_urlsafe(18),
+            # Shaped like real keys so tools that validate the format accept them.
+            aws_access_key_id="FERRY" + secrets.token_hex(8).upper(),
+            aws_secret_access_key=secrets.token_urlsafe(30),
+            airflow_admin_password=secrets.token_urlsafe(12),
+            airflow_jwt_secret=secrets.token_urlsafe(32),
+            airflow_fernet_key=Fernet.generate_key().decode(),
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Create with 0600 from the start: no window in which the file is world-readable.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(creds.__dict__, f, indent=2)
+        return creds
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Everything a service needs to know about the stack it belongs to."""
+
+    home: Path
+    ports: dict[str, int]
+    host: str = "127.0.0.1"
+
+    @classmethod
+    def from_env(cls, env: os._Environ[str] | dict[str, str] | None = None) -> StackSettings:
+        env = os.environ if env is None else env
+        home = Path(env.get("FERRY_HOME") or project_root() / ".ferry").resolve()
+        ports = {name: int(env.get(var) or default) for name, (var, default) in DEFAULT_PORTS.items()}
+        return cls(home=home, ports=ports)
+
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials.load_or_create(self.home / "credentials.json")
+
+    @property
+    def logs(self) -> Path:
+        path = self.home / "logs"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def run(self) -> Path:
+        """Pid files and sockets."""
+        path = self.home / "run"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def data(self, service: str) -> Path:
+        path = self.home / "data" / service
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def url(self, service: str) -> str:
+        return f"http://{self.host}:{self.ports[service]}"
