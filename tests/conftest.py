@@ -1,0 +1,68 @@
+"""Test session setup: an isolated local stack (own state directory, free ports).
+
+The environment is set at import time, before any test imports Airflow, because Airflow reads
+its configuration once on import. Tests never touch the developer's own stack in ``.ferry/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ferry.stack import Stack, StackSettings
+from ferry.stack.environment import stack_environment
+from ferry.stack.settings import DEFAULT_PORTS
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_stack_home(prefix: str) -> Path:
+    """A state directory that the ``postgres`` OS user (used when we are root) can reach."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    home.chmod(0o755)
+    return home
+
+
+def isolated_settings_env(prefix: str) -> dict[str, str]:
+    env = {"FERRY_HOME": str(make_stack_home(prefix))}
+    for var, _default in DEFAULT_PORTS.values():
+        env[var] = str(free_port())
+    return env
+
+
+_SESSION_ENV = isolated_settings_env("ferry-test-")
+os.environ.update(_SESSION_ENV)
+SESSION_SETTINGS = StackSettings.from_env()
+os.environ.update(stack_environment(SESSION_SETTINGS))
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """PostgreSQL, the S3 endpoint and sshd, started once for the session."""
+    stack = Stack(SESSION_SETTINGS)
+    stack.up(echo=lambda line: None)
+    yield stack
+    stack.down(echo=lambda line: None)
+    shutil.rmtree(SESSION_SETTINGS.home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db(stack: Stack) -> None:
+    """A migrated Airflow metadata database on the session's PostgreSQL (for dag.test())."""
+    subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+        check=True, capture_output=True, env=os.environ.copy(),
+    )
