@@ -1,0 +1,108 @@
+"""``MongoToS3Operator``: a MongoDB query or aggregation streamed into S3 as JSON lines or parquet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Literal
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException
+
+from ferry.transfers.compression import EXTENSIONS, Compression
+from ferry.transfers.mongo_source import MongoQuery
+from ferry.transfers.postgres_to_s3 import COMPRESSED_CONTENT_TYPES, CONTENT_TYPES
+from ferry.transfers.progress import Progress
+from ferry.transfers.s3_sink import S3Output
+
+Transform = Callable[[Iterable[dict[str, Any]]], Iterable[dict[str, Any]]]
+
+
+def _identity(docs: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    return docs
+
+
+class MongoToS3Operator(BaseOperator):
+    """Export documents from MongoDB to S3, reading the cursor in batches.
+
+    :param mongo_conn_id: MongoDB connection.
+    :param mongo_collection: collection to read (templated).
+    :param mongo_query: a filter (dict) for ``find`` or a pipeline (list) for ``aggregate``
+        (templated).
+    :param s3_bucket: destination bucket (templated).
+    :param s3_key: destination key (templated).
+    :param mongo_db: database; default: the connection's.
+    :param transform: as in the seed, a function from documents to documents. It receives an
+        iterator; to keep memory flat, make it a generator (``yield``), not a list builder.
+    :param file_format: ``jsonl`` (relaxed Extended JSON) or ``parquet``.
+    :param compression: ``None``, ``gzip`` or ``zstd``.
+    :param parquet_schema: a ``pyarrow.Schema`` for parquet; default: inferred from the first
+        documents (a later document with an unknown field then fails the task).
+    :param replace: overwrite an existing object; if False, fail when it exists.
+    :param s3_conn_id: AWS connection.
+    :return: a manifest: the key written, its documents (rows) and bytes.
+    """
+
+    template_fields: Sequence[str] = ("mongo_collection", "mongo_query", "s3_bucket", "s3_key")
+    ui_color = "#589636"
+
+    def __init__(self, *, mongo_conn_id: str = "mongo_default", mongo_collection: str,
+                 mongo_query: MongoQuery, s3_bucket: str, s3_key: str, mongo_db: str | None = None,
+                 transform: Transform | None = None, file_format: Literal["jsonl", "parquet"] = "jsonl",
+                 compression: Compression = None, parquet_schema: Any = None, replace: bool = True,
+                 s3_conn_id: str = "aws_default", batch_size: int = 5_000, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if file_format not in ("jsonl", "parquet"):
+            raise ValueError(f"file_format must be 'jsonl' or 'parquet', not {file_format!r}")
+        if compression not in EXTENSIONS:
+            raise ValueError(f"compression must be None, 'gzip' or 'zstd', not {compression!r}")
+        self.mongo_conn_id = mongo_conn_id
+        self.mongo_collection = mongo_collection
+        self.mongo_query = mongo_query
+        self.s3_bucket = s3_bucket
+        self.s3_key = s3_key
+        self.mongo_db = mongo_db
+        self.transform = transform or _identity
+        self.file_format = file_format
+        self.compression = compression
+        self.parquet_schema = parquet_schema
+        self.replace = replace
+        self.s3_conn_id = s3_conn_id
+        self.batch_size = batch_size
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from airflow.providers.mongo.hooks.mongo import MongoHook
+
+        from ferry.transfers import mongo_source, writers
+
+        content_type = CONTENT_TYPES[self.file_format]
+        if self.compression and self.file_format == "jsonl":
+            content_type = COMPRESSED_CONTENT_TYPES[self.compression]
+        output = S3Output(S3Hook(aws_conn_id=self.s3_conn_id).get_conn(), self.s3_bucket, self.s3_key,
+                          content_type=content_type, replace=self.replace)
+        try:
+            output.check_target()
+        except (FileNotFoundError, FileExistsError) as exc:
+            raise AirflowException(str(exc)) from exc
+
+        hook = MongoHook(mongo_conn_id=self.mongo_conn_id)
+        client = hook.get_conn()
+        database = client[self.mongo_db or hook.connection.schema]
+        progress = Progress(self.log, f"{self.mongo_collection} → s3://{self.s3_bucket}/{self.s3_key}")
+        try:
+            docs: Iterator[dict[str, Any]] = iter(self.transform(
+                mongo_source.documents(database[self.mongo_collection], self.mongo_query, batch_size=self.batch_size)
+            ))
+            if self.file_format == "jsonl":
+                writers.write_text(mongo_source.jsonl_lines(docs), output, header=False, compression=self.compression,
+                                   max_rows=None, max_bytes=None, progress=progress)
+            else:
+                batches = mongo_source.arrow_batches(docs, schema=self.parquet_schema)
+                writers.write_parquet(batches, output, compression=self.compression,
+                                      max_rows=None, max_bytes=None, progress=progress)
+            manifest = output.commit()
+        except BaseException:
+            output.abort()
+            raise
+        self.log.info("done: %s", progress.summary())
+        return manifest

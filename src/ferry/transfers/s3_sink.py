@@ -1,0 +1,232 @@
+"""Streaming writes to S3: multipart uploads whose completion waits until the whole export is done.
+
+Why deferred completion: an export that fails half-way (bad query, lost connection) must leave
+no object at a final key, and a re-run that fails must not have replaced the previous run's
+objects with half of the new ones. Each file is uploaded part by part as data arrives (memory
+stays at a few parts), but S3 only makes an object visible on ``CompleteMultipartUpload``;
+we send those for every file at the end, or ``AbortMultipartUpload`` for all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PART_SIZE = 16 * 1024 * 1024
+#: S3 allows 10,000 parts per upload; part sizes double every this many parts, so an object
+#: can grow far beyond ``part_size * 10_000`` without anyone choosing a part size for it.
+PARTS_PER_SIZE_STEP = 1_000
+#: Parts uploading at once (per export). Memory is bounded by (this + 1) × part size.
+MAX_IN_FLIGHT = 2
+
+
+class MultipartObject:
+    """A file-like writer for one S3 object (``write``, ``tell``); see the module docstring."""
+
+    def __init__(self, client: Any, bucket: str, key: str, *, part_size: int,
+                 executor: ThreadPoolExecutor, slots: threading.Semaphore, content_type: str) -> None:
+        self.client, self.bucket, self.key = client, bucket, key
+        self.part_size = part_size
+        self._executor, self._slots = executor, slots
+        self._buffer = bytearray()
+        self._parts: list[Future[dict[str, Any]]] = []
+        self.bytes = 0
+        self.rows = 0
+        self.closed = False
+        self.upload_id: str = client.create_multipart_upload(
+            Bucket=bucket, Key=key, ContentType=content_type
+        )["UploadId"]
+
+    # file-like protocol (pyarrow's ParquetWriter writes to this directly)
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._buffer += data
+        self.bytes += len(data)
+        if len(self._buffer) >= self._current_part_size():
+            self._send_part()
+        return len(data)
+
+    def tell(self) -> int:
+        return self.bytes
+
+    def flush(self) -> None:
+        """Data is flushed by part; nothing to do before ``finish``."""
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def _current_part_size(self) -> int:
+        return self.part_size * 2 ** (len(self._parts) // PARTS_PER_SIZE_STEP)
+
+    def _send_part(self) -> None:
+        body = bytes(self._buffer)
+        self._buffer.clear()
+        number = len(self._parts) + 1
+        self._slots.acquire()  # at most MAX_IN_FLIGHT parts held while uploading
+        future = self._executor.submit(self._upload, number, body)
+        future.add_done_callback(lambda _: self._slots.release())
+        self._parts.append(future)
+
+    def _upload(self, number: int, body: bytes) -> dict[str, Any]:
+        response = self.client.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
+        )
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    def finish(self) -> None:
+        """Send what is buffered (the last part may be small) and wait for every part."""
+        if self._buffer or not self._parts:
+            self._send_part()
+        for part in self._parts:
+            part.result()
+
+    def complete(self) -> None:
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+            MultipartUpload={"Parts": [part.result() for part in self._parts]},
+        )
+
+    def abort(self) -> None:
+        for part in self._parts:
+            part.cancel()
+        for part in self._parts:
+            try:
+                part.result()
+            except Exception:  # noqa: BLE001 - the export already failed; we are cleaning up
+                pass
+        self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+
+
+def part_key(s3_key: str, index: int) -> str:
+    """``exports/listing.csv.gz`` → ``exports/listing-part-00003.csv.gz``; or fill ``{part}``."""
+    if "{part}" in s3_key:
+        return s3_key.replace("{part}", f"{index:05d}")
+    head, _, name = s3_key.rpartition("/")
+    stem, dot, extensions = name.partition(".")
+    return f"{head}{'/' if head else ''}{stem}-part-{index:05d}{dot}{extensions}"
+
+
+def part_key_pattern(s3_key: str) -> re.Pattern[str]:
+    marker = "\0"
+    return re.compile(re.escape(part_key(s3_key, 0).replace("00000", marker)).replace(marker, r"(\d{5})") + "$")
+
+
+@dataclass
+class S3Output:
+    """The files of one export: a single key, or numbered parts when ``split`` is on."""
+
+    client: Any
+    bucket: str
+    key: str
+    content_type: str
+    split: bool = False
+    replace: bool = True
+    part_size: int = DEFAULT_PART_SIZE
+    files: list[MultipartObject] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._executor = ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="s3-part")
+        self._slots = threading.Semaphore(MAX_IN_FLIGHT)
+
+    # -- checks before any data moves ---------------------------------------------------------
+
+    def check_target(self) -> None:
+        """Fail early, with a message that says which, for a missing bucket or an existing key."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise FileNotFoundError(f"S3 bucket {self.bucket!r} does not exist") from exc
+            raise
+        if not self.replace:
+            existing = self.existing_keys()
+            if existing:
+                raise FileExistsError(
+                    f"s3://{self.bucket}/{existing[0]} already exists and replace=False"
+                )
+
+    def existing_keys(self) -> list[str]:
+        if not self.split:
+            from botocore.exceptions import ClientError
+
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=self.key)
+            except ClientError:
+                return []
+            return [self.key]
+        return sorted(self._existing_part_keys())
+
+    def _existing_part_keys(self) -> dict[str, int]:
+        pattern = part_key_pattern(self.key)
+        prefix = part_key(self.key, 0).split("-part-")[0] if "{part}" not in self.key else self.key.split("{part}")[0]
+        found: dict[str, int] = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if match := pattern.match(item["Key"]):
+                    found[item["Key"]] = int(match.group(1))
+        return found
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def next_file(self) -> MultipartObject:
+        if self.files and not self.split:
+            raise RuntimeError("a single-file output cannot roll over to a second file")
+        if self.files:
+            self.files[-1].finish()
+        key = part_key(self.key, len(self.files)) if self.split else self.key
+        self.files.append(MultipartObject(
+            self.client, self.bucket, key, part_size=self.part_size,
+            executor=self._executor, slots=self._slots, content_type=self.content_type,
+        ))
+        return self.files[-1]
+
+    @property
+    def current(self) -> MultipartObject:
+        return self.files[-1] if self.files else self.next_file()
+
+    def commit(self) -> dict[str, Any]:
+        """Make every file visible, delete parts a larger earlier run left, return the manifest."""
+        try:
+            self.current.finish()
+            for file in self.files:
+                file.complete()
+        finally:
+            self._executor.shutdown()
+        stale = []
+        if self.split:
+            written = {f.key for f in self.files}
+            stale = [k for k, i in self._existing_part_keys().items() if i >= len(self.files) and k not in written]
+            for start in range(0, len(stale), 1000):
+                self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in stale[start:start + 1000]], "Quiet": True},
+                )
+        return {
+            "bucket": self.bucket,
+            "files": [{"key": f.key, "rows": f.rows, "bytes": f.bytes} for f in self.files],
+            "rows": sum(f.rows for f in self.files),
+            "bytes": sum(f.bytes for f in self.files),
+            "deleted_stale_parts": sorted(stale),
+        }
+
+    def abort(self) -> None:
+        """Abort every upload of this run: no object of it becomes visible."""
+        try:
+            for file in self.files:
+                try:
+                    file.abort()
+                except Exception:  # noqa: BLE001 - keep aborting the others
+                    log.exception("could not abort the multipart upload of s3://%s/%s", self.bucket, file.key)
+        finally:
+            self._executor.shutdown(cancel_futures=True)

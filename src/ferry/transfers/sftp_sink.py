@@ -1,0 +1,90 @@
+"""Writing files over SFTP safely: a temporary name, a size check, then an atomic rename."""
+
+from __future__ import annotations
+
+import posixpath
+import queue
+import secrets
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+#: Chunk handed from the S3 reader thread to the SFTP writer, and how many may wait.
+CHUNK = 8 * 1024 * 1024
+QUEUE_DEPTH = 4
+
+
+def makedirs(sftp: Any, path: str) -> None:
+    """``mkdir -p`` over SFTP."""
+    missing = []
+    while path not in ("", "/"):
+        try:
+            sftp.stat(path)
+            break
+        except FileNotFoundError:
+            missing.append(path)
+            path = posixpath.dirname(path)
+    for directory in reversed(missing):
+        sftp.mkdir(directory)
+
+
+def prefetched(chunks: Iterable[bytes], depth: int = QUEUE_DEPTH) -> Iterator[bytes]:
+    """Read ``chunks`` in a thread, ``depth`` ahead, so reading and writing overlap.
+
+    Memory is bounded by ``depth`` chunks. An error in the reader is raised in the consumer.
+    """
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        handoff.put(chunk, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer to raise
+            handoff.put(exc)
+
+    reader = threading.Thread(target=read, name="prefetch", daemon=True)
+    reader.start()
+    try:
+        while (item := handoff.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=5)
+
+
+def put_atomically(sftp: Any, chunks: Iterable[bytes], path: str, expected_size: int | None) -> int:
+    """Write ``chunks`` to ``path`` through a temporary file; rename only when all arrived."""
+    directory, name = posixpath.split(path)
+    if directory:
+        makedirs(sftp, directory)
+    tmp = posixpath.join(directory, f".{name}.ferry-{secrets.token_hex(4)}.tmp")
+    written = 0
+    try:
+        with sftp.open(tmp, "wb") as remote:
+            remote.set_pipelined(True)
+            for chunk in chunks:
+                remote.write(chunk)
+                written += len(chunk)
+        size = sftp.stat(tmp).st_size
+        if size != written or (expected_size is not None and size != expected_size):
+            raise OSError(f"size check failed for {path}: expected {expected_size}, wrote {written}, found {size}")
+        sftp.posix_rename(tmp, path)
+    except BaseException:
+        try:
+            sftp.remove(tmp)
+        except OSError:
+            pass
+        raise
+    return written
