@@ -64,5 +64,7 @@ def airflow_db(stack: Stack) -> None:
     """A migrated Airflow metadata database on the session's PostgreSQL (for dag.test())."""
     subprocess.run(
         [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
-        check=True, capture_output=True, env=os.environ.copy(),
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
     )

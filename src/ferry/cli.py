@@ -33,6 +33,24 @@ def _stack_password(args: argparse.Namespace) -> None:
     print(Stack().settings.credentials.airflow_admin_password)
 
 
+def _demo(args: argparse.Namespace) -> None:
+    from ferry import demo
+
+    demo.main()
+
+
+def _airbnb_generate(args: argparse.Namespace) -> None:
+    import psycopg
+
+    from ferry.airbnb.generate import generate
+    from ferry.stack.environment import stack_environment
+
+    env = stack_environment(Stack().settings)
+    dsn = f"host={env['PGHOST']} port={env['PGPORT']} user={env['PGUSER']} dbname=inside_airbnb"
+    with psycopg.connect(dsn, password=env["PGPASSWORD"], autocommit=True) as conn:
+        print(f"listings: {generate(conn, rows=args.rows, seed=args.seed):,} rows")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferry", description="ferry: Airflow 3 and the systems around it.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("status", help="one line per service").set_defaults(func=_stack_status)
     actions.add_parser("env", help='print export lines: eval "$(ferry stack env)"').set_defaults(func=_stack_env)
     actions.add_parser("password", help="the Airflow UI's admin password").set_defaults(func=_stack_password)
+
+    commands.add_parser("demo", help="start the stack and run every pipeline end to end").set_defaults(func=_demo)
+
+    airbnb = commands.add_parser("airbnb", help="the Inside Airbnb data").add_subparsers(dest="action", required=True)
+    gen = airbnb.add_parser("generate", help="fill the listings table with generated snapshots (idempotent)")
+    gen.add_argument("--rows", type=int, default=1_000_000, help="about this many rows (default 1,000,000)")
+    gen.add_argument("--seed", type=int, default=7)
+    gen.set_defaults(func=_airbnb_generate)
     return parser
 
 
@@ -57,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:  # a pipeline of the demo failed; the message names its log
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyError as exc:

@@ -27,9 +27,7 @@ def run_ferry(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
 
 
 def parse_exports(text: str) -> dict[str, str]:
-    out = subprocess.run(
-        ["bash", "-c", f"{text}\nenv -0"], env={}, capture_output=True, text=True, check=True
-    ).stdout
+    out = subprocess.run(["bash", "-c", f"{text}\nenv -0"], env={}, capture_output=True, text=True, check=True).stdout
     return dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
 
 
@@ -49,22 +47,44 @@ def test_up_status_env_down_up_keeps_data(own_stack):
     assert [line.split()[:2] for line in lines] == [["postgres", "up"], ["s3", "up"], ["sshd", "up"]]
 
     exported = parse_exports(run_ferry(env, "stack", "env").stdout)
-    for name in ("AIRFLOW_CONN_AWS_DEFAULT", "AIRFLOW_CONN_INSIDE_AIRBNB", "AIRFLOW_CONN_SFTP_DEFAULT",
-                 "AIRFLOW_CONN_SSH_DEFAULT", "AWS_ENDPOINT_URL_S3", "PGPORT", "AIRFLOW_HOME"):
+    for name in (
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        "AIRFLOW_CONN_INSIDE_AIRBNB",
+        "AIRFLOW_CONN_SFTP_DEFAULT",
+        "AIRFLOW_CONN_SSH_DEFAULT",
+        "AWS_ENDPOINT_URL_S3",
+        "PGPORT",
+        "AIRFLOW_HOME",
+    ):
         assert exported.get(name), name
     assert exported["PGPORT"] == env["FERRY_POSTGRES_PORT"]
 
     # Write something into each stateful service.
-    with psycopg.connect(host="127.0.0.1", port=int(exported["PGPORT"]), user=exported["PGUSER"],
-                         password=exported["PGPASSWORD"], dbname="inside_airbnb", autocommit=True) as conn:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=int(exported["PGPORT"]),
+        user=exported["PGUSER"],
+        password=exported["PGPASSWORD"],
+        dbname="inside_airbnb",
+        autocommit=True,
+    ) as conn:
         conn.execute("CREATE TABLE kept (v text)")
         conn.execute("INSERT INTO kept VALUES ('still here')")
-    s3 = boto3.client("s3", endpoint_url=exported["AWS_ENDPOINT_URL_S3"], region_name="eu-west-1",
-                      aws_access_key_id=exported["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=exported["AWS_SECRET_ACCESS_KEY"])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=exported["AWS_ENDPOINT_URL_S3"],
+        region_name="eu-west-1",
+        aws_access_key_id=exported["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=exported["AWS_SECRET_ACCESS_KEY"],
+    )
     s3.create_bucket(Bucket="kept", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-    s3.put_object(Bucket="kept", Key="deep/key with spaces.txt", Body=b"\x00bytes\xff",
-                  ContentType="application/x-test", Metadata={"who": "ferry"})
+    s3.put_object(
+        Bucket="kept",
+        Key="deep/key with spaces.txt",
+        Body=b"\x00bytes\xff",
+        ContentType="application/x-test",
+        Metadata={"who": "ferry"},
+    )
 
     # A second `up` is a no-op.
     again = run_ferry(env, "stack", "up")
@@ -76,8 +96,13 @@ def test_up_status_env_down_up_keeps_data(own_stack):
     assert all(line.split()[1] == "down" for line in status), status
 
     assert run_ferry(env, "stack", "up").returncode == 0
-    with psycopg.connect(host="127.0.0.1", port=int(exported["PGPORT"]), user=exported["PGUSER"],
-                         password=exported["PGPASSWORD"], dbname="inside_airbnb") as conn:
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=int(exported["PGPORT"]),
+        user=exported["PGUSER"],
+        password=exported["PGPASSWORD"],
+        dbname="inside_airbnb",
+    ) as conn:
         assert conn.execute("SELECT v FROM kept").fetchall() == [("still here",)]
     obj = s3.get_object(Bucket="kept", Key="deep/key with spaces.txt")
     assert obj["Body"].read() == b"\x00bytes\xff"

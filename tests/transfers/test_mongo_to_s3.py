@@ -34,21 +34,36 @@ def mongo(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_MONGO_DEFAULT", "mongo://127.0.0.1:27017/shop")
     monkeypatch.setattr(MongoHook, "get_conn", lambda self: client)
     orders = client["shop"]["orders"]
-    orders.insert_many([
-        {"_id": ObjectId("5f1d7f1e9d1b2c3a4b5c6d7e"), "customer": "ada", "total": Decimal128("12.50"),
-         "placed": datetime(2019, 12, 7, 10, 0), "items": ["pen", "ink"]},
-        {"_id": ObjectId("5f1d7f1e9d1b2c3a4b5c6d7f"), "customer": "bob", "total": Decimal128("3.10"),
-         "placed": datetime(2019, 12, 8, 11, 30), "items": []},
-        *({"customer": f"c{i}", "total": Decimal128(str(i)), "placed": datetime(2020, 1, 1), "items": ["x"]}
-          for i in range(10_000)),
-    ])
+    orders.insert_many(
+        [
+            {
+                "_id": ObjectId("5f1d7f1e9d1b2c3a4b5c6d7e"),
+                "customer": "ada",
+                "total": Decimal128("12.50"),
+                "placed": datetime(2019, 12, 7, 10, 0),
+                "items": ["pen", "ink"],
+            },
+            {
+                "_id": ObjectId("5f1d7f1e9d1b2c3a4b5c6d7f"),
+                "customer": "bob",
+                "total": Decimal128("3.10"),
+                "placed": datetime(2019, 12, 8, 11, 30),
+                "items": [],
+            },
+            *(
+                {"customer": f"c{i}", "total": Decimal128(str(i)), "placed": datetime(2020, 1, 1), "items": ["x"]}
+                for i in range(10_000)
+            ),
+        ]
+    )
     return client
 
 
 def export(bucket: str, key: str, **kwargs):
     kwargs.setdefault("mongo_query", {"customer": {"$in": ["ada", "bob"]}})
-    return MongoToS3Operator(task_id="m", mongo_collection="orders", s3_bucket=bucket, s3_key=key,
-                             batch_size=1000, **kwargs).execute({})
+    return MongoToS3Operator(
+        task_id="m", mongo_collection="orders", s3_bucket=bucket, s3_key=key, batch_size=1000, **kwargs
+    ).execute({})
 
 
 def test_filter_to_jsonl_round_trips_bson_types(mongo, s3, bucket):
@@ -83,8 +98,9 @@ def test_parquet_in_batches(mongo, s3, bucket):
 
 
 def test_parquet_field_missing_from_schema_fails_cleanly(mongo, s3, bucket):
-    mongo["shop"]["orders"].insert_one({"customer": "late", "total": Decimal128("1"), "placed": datetime(2021, 1, 1),
-                                        "items": [], "surprise": True})
+    mongo["shop"]["orders"].insert_one(
+        {"customer": "late", "total": Decimal128("1"), "placed": datetime(2021, 1, 1), "items": [], "surprise": True}
+    )
     with pytest.raises(ValueError, match=r"fields \['surprise'\].*pass `schema=`"):
         export(bucket, "bad.parquet", mongo_query={}, file_format="parquet")
     assert open_uploads(s3, bucket) == []

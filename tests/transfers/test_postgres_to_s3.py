@@ -22,8 +22,9 @@ pytestmark = pytest.mark.integration
 
 
 def export(bucket: str, key: str, query: str = "SELECT * FROM awkward ORDER BY id", **kwargs):
-    op = PostgresToS3Operator(task_id="export", postgres_conn_id="inside_airbnb", query=query,
-                              s3_bucket=bucket, s3_key=key, **kwargs)
+    op = PostgresToS3Operator(
+        task_id="export", postgres_conn_id="inside_airbnb", query=query, s3_bucket=bucket, s3_key=key, **kwargs
+    )
     return op.execute({})
 
 
@@ -37,13 +38,15 @@ def copy_csv(pg, query: str) -> bytes:
 
 # -- formats -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("query", ["SELECT * FROM awkward ORDER BY id", "SELECT * FROM numbers ORDER BY id;"])
 def test_csv_is_byte_for_byte_copy(pg, s3, bucket, query):
     manifest = export(bucket, "out.csv", query)
     expected = copy_csv(pg, query.rstrip(";"))
     assert get_body(s3, bucket, "out.csv") == expected
-    assert manifest["files"] == [{"key": "out.csv", "rows": expected.count(b"\n") - 1 if "numbers" in query else 3,
-                                  "bytes": len(expected)}]
+    assert manifest["files"] == [
+        {"key": "out.csv", "rows": expected.count(b"\n") - 1 if "numbers" in query else 3, "bytes": len(expected)}
+    ]
 
 
 def test_jsonl_is_one_object_per_row_with_types(pg, s3, bucket):
@@ -64,9 +67,17 @@ def test_parquet_keeps_postgres_types(pg, s3, bucket):
     table = pq.read_table(io.BytesIO(get_body(s3, bucket, "out.parquet")))
     types = {f.name: str(f.type) for f in table.schema}
     assert types == {
-        "id": "int32", "t": "string", "n": "decimal128(38, 10)", "ts": "timestamp[us, tz=UTC]",
-        "arr": "list<element: int32>", "j": "string", "b": "binary", "f": "double",
-        "d": "date32[day]", "flag": "bool", "tags": "list<element: string>",
+        "id": "int32",
+        "t": "string",
+        "n": "decimal128(38, 10)",
+        "ts": "timestamp[us, tz=UTC]",
+        "arr": "list<element: int32>",
+        "j": "string",
+        "b": "binary",
+        "f": "double",
+        "d": "date32[day]",
+        "flag": "bool",
+        "tags": "list<element: string>",
     }
     null_row, row, odd = table.to_pylist()
     assert all(v is None for k, v in null_row.items() if k != "id")  # NULL stays null
@@ -91,10 +102,13 @@ def test_empty_result_still_writes_a_file_with_header_or_schema(pg, s3, bucket):
 
 
 @pytest.mark.parametrize("file_format", ["csv", "jsonl"])
-@pytest.mark.parametrize("compression,decompress", [
-    ("gzip", gzip.decompress),
-    ("zstd", lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b)),
-])
+@pytest.mark.parametrize(
+    "compression,decompress",
+    [
+        ("gzip", gzip.decompress),
+        ("zstd", lambda b: zstandard.ZstdDecompressor().decompressobj().decompress(b)),
+    ],
+)
 def test_compression_round_trips(pg, s3, bucket, file_format, compression, decompress):
     query = "SELECT * FROM numbers ORDER BY id"
     export(bucket, "plain", query, file_format=file_format)
@@ -113,17 +127,16 @@ def test_parquet_compression_is_the_column_codec(pg, s3, bucket):
 
 # -- splitting -----------------------------------------------------------------------------------
 
+
 def test_split_by_rows_repeats_header_and_loses_nothing(pg, s3, bucket):
     query = "SELECT * FROM numbers ORDER BY id"
     manifest = export(bucket, "split/numbers.csv.gz", query, compression="gzip", max_rows_per_file=7000)
-    assert [f["key"] for f in manifest["files"]] == [
-        f"split/numbers-part-0000{i}.csv.gz" for i in range(3)
-    ]
+    assert [f["key"] for f in manifest["files"]] == [f"split/numbers-part-0000{i}.csv.gz" for i in range(3)]
     assert [f["rows"] for f in manifest["files"]] == [7000, 7000, 6000]
     parts = [gzip.decompress(get_body(s3, bucket, f["key"])) for f in manifest["files"]]
     header = b"id,word,amount,at\n"
     assert all(p.startswith(header) for p in parts)
-    assert header + b"".join(p[len(header):] for p in parts) == copy_csv(pg, query)
+    assert header + b"".join(p[len(header) :] for p in parts) == copy_csv(pg, query)
     assert manifest["rows"] == 20000
 
 
@@ -138,8 +151,9 @@ def test_split_by_bytes_keeps_each_file_under_the_limit(pg, s3, bucket):
 
 
 def test_parquet_split_by_rows(pg, s3, bucket):
-    manifest = export(bucket, "p.parquet", "SELECT * FROM numbers ORDER BY id", file_format="parquet",
-                      max_rows_per_file=15000)
+    manifest = export(
+        bucket, "p.parquet", "SELECT * FROM numbers ORDER BY id", file_format="parquet", max_rows_per_file=15000
+    )
     counts = [pq.read_table(io.BytesIO(get_body(s3, bucket, f["key"]))).num_rows for f in manifest["files"]]
     assert counts == [15000, 5000] == [f["rows"] for f in manifest["files"]]
 
@@ -171,8 +185,9 @@ def test_progress_is_logged(pg, bucket, capfd):
 
 # -- failures ------------------------------------------------------------------------------------
 
+
 def test_failing_query_leaves_nothing(pg, s3, bucket):
-    with pytest.raises(AirflowException, match="query failed.*division by zero"):
+    with pytest.raises(AirflowException, match=r"query failed.*division by zero"):
         export(bucket, "bad.csv", "SELECT 1 / (g - 15000) FROM generate_series(1, 20000) AS g")
     assert keys(s3, bucket) == [] and open_uploads(s3, bucket) == []
 
@@ -182,8 +197,9 @@ def test_failure_mid_split_keeps_the_previous_run(pg, s3, bucket):
     export(bucket, "x.csv", good, max_rows_per_file=10000)
     before = {k: get_body(s3, bucket, k) for k in keys(s3, bucket)}
     with pytest.raises(AirflowException, match="query failed"):
-        export(bucket, "x.csv", "SELECT 1 / (g - 25000) AS g FROM generate_series(1, 30000) AS g",
-               max_rows_per_file=10000)
+        export(
+            bucket, "x.csv", "SELECT 1 / (g - 25000) AS g FROM generate_series(1, 30000) AS g", max_rows_per_file=10000
+        )
     assert {k: get_body(s3, bucket, k) for k in keys(s3, bucket)} == before
     assert open_uploads(s3, bucket) == []
 
@@ -225,11 +241,14 @@ def test_dropped_connection_leaves_nothing(pg, s3, bucket):
     assert open_uploads(s3, bucket) == []
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"file_format": "xlsx"}, "file_format must be one of"),
-    ({"compression": "bz2"}, "compression must be None"),
-    ({"max_rows_per_file": 0}, "max_rows_per_file must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"file_format": "xlsx"}, "file_format must be one of"),
+        ({"compression": "bz2"}, "compression must be None"),
+        ({"max_rows_per_file": 0}, "max_rows_per_file must be a positive number"),
+    ],
+)
 def test_bad_arguments_fail_at_parse_time(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PostgresToS3Operator(task_id="x", postgres_conn_id="c", query="q", s3_bucket="b", s3_key="k", **kwargs)

@@ -28,9 +28,7 @@ def airflow_executable() -> str:
 def migrate_metadata_db(env: dict[str, str], log_file: Path) -> None:
     """``airflow db migrate``: idempotent, and quick when the schema is already current."""
     with open(log_file, "ab") as log:
-        result = subprocess.run(
-            [airflow_executable(), "db", "migrate"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+        result = subprocess.run([airflow_executable(), "db", "migrate"], env=env, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise StackError(f"airflow: `airflow db migrate` failed — log: {log_file}")
 
@@ -67,8 +65,12 @@ class AirflowService(Service):
         self.write_passwords_file()
         migrate_metadata_db(env, self.log_file)
         for component in COMPONENTS:
-            spawn([airflow_executable(), component], env=env,
-                  pid_file=self._pid_file(component), log_file=self._component_log(component))
+            spawn(
+                [airflow_executable(), component],
+                env=env,
+                pid_file=self._pid_file(component),
+                log_file=self._component_log(component),
+            )
 
     def ready(self) -> bool:
         if not self.alive():

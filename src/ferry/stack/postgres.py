@@ -45,9 +45,9 @@ def server_os_user() -> str | None:
         pwd.getpwnam("postgres")
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--user-group", "--no-create-home",
-             "--shell", "/usr/sbin/nologin", "postgres"],
-            check=True, capture_output=True,
+            ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres"],
+            check=True,
+            capture_output=True,
         )
     return "postgres"
 
@@ -100,9 +100,17 @@ class PostgresService(Service):
         self._chown(pwfile)
         try:
             result = self._run(
-                "initdb", "-D", str(self.pgdata), "-U", creds.postgres_user, f"--pwfile={pwfile}",
-                "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
-                "--encoding=UTF8", "--locale=C", check=False,
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "-U",
+                creds.postgres_user,
+                f"--pwfile={pwfile}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                check=False,
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -142,8 +150,16 @@ class PostgresService(Service):
         self._chown(self.log_file)
         # -w: pg_ctl itself waits until the server accepts connections (or gives up).
         result = self._run(
-            "pg_ctl", "start", "-D", str(self.pgdata), "-l", str(self.log_file),
-            "-w", "-t", str(int(self.start_timeout)), check=False,
+            "pg_ctl",
+            "start",
+            "-D",
+            str(self.pgdata),
+            "-l",
+            str(self.log_file),
+            "-w",
+            "-t",
+            str(int(self.start_timeout)),
+            check=False,
         )
         if result.returncode != 0:
             raise StackError(f"postgres: pg_ctl start failed: {result.stderr.strip()} — log: {self.log_file}")
@@ -174,6 +190,10 @@ class PostgresService(Service):
     def connect(self, dbname: str, **kwargs) -> psycopg.Connection:
         creds = self.settings.credentials
         return psycopg.connect(
-            host=self.settings.host, port=self.port, dbname=dbname,
-            user=creds.postgres_user, password=creds.postgres_password, **kwargs,
+            host=self.settings.host,
+            port=self.port,
+            dbname=dbname,
+            user=creds.postgres_user,
+            password=creds.postgres_password,
+            **kwargs,
         )

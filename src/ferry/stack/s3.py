@@ -6,6 +6,10 @@ import sys
 
 from ferry.stack.process import port_answers, read_pid, spawn, stop_pid
 from ferry.stack.service import Service
+from ferry.stack.settings import REGION
+
+#: Buckets the pipelines write to; on AWS they are yours and exist already.
+BUCKETS = ("inside-airbnb",)
 
 
 class S3Service(Service):
@@ -26,15 +30,40 @@ class S3Service(Service):
 
     def _launch(self) -> None:
         spawn(
-            [sys.executable, "-m", "ferry.stack.s3_server",
-             "--host", self.settings.host, "--port", str(self.port),
-             "--data", str(self.settings.data("s3")), "--ready", str(self.ready_file)],
+            [
+                sys.executable,
+                "-m",
+                "ferry.stack.s3_server",
+                "--host",
+                self.settings.host,
+                "--port",
+                str(self.port),
+                "--data",
+                str(self.settings.data("s3")),
+                "--ready",
+                str(self.ready_file),
+            ],
             pid_file=self.pid_file,
             log_file=self.log_file,
         )
 
     def ready(self) -> bool:
         return self.ready_file.exists() and port_answers(self.settings.host, self.port)
+
+    def after_ready(self) -> None:
+        import boto3
+
+        creds = self.settings.credentials
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.settings.url("s3"),
+            region_name=REGION,
+            aws_access_key_id=creds.aws_access_key_id,
+            aws_secret_access_key=creds.aws_secret_access_key,
+        )
+        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+        for bucket in set(BUCKETS) - existing:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
 
     def stop(self) -> None:
         if (pid := read_pid(self.pid_file)) is not None:

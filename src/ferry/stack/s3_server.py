@@ -64,7 +64,9 @@ def restore(endpoint: str, data: Path) -> int:
             obj = json.loads(meta_file.read_text())
             with open(meta_file.with_suffix(""), "rb") as body:
                 s3.upload_fileobj(
-                    body, meta["name"], obj["key"],
+                    body,
+                    meta["name"],
+                    obj["key"],
                     ExtraArgs={"ContentType": obj["content_type"], "Metadata": obj["metadata"]},
                 )
             count += 1
@@ -96,12 +98,16 @@ def snapshot(endpoint: str, data: Path) -> int:
                 with open(tmp, "wb") as out:
                     shutil.copyfileobj(response["Body"], out, CHUNK)
                 os.replace(tmp, body_file)
-                meta_file.write_text(json.dumps({
-                    "key": item["Key"],
-                    "etag": item["ETag"],
-                    "content_type": response.get("ContentType", "binary/octet-stream"),
-                    "metadata": response.get("Metadata", {}),
-                }))
+                meta_file.write_text(
+                    json.dumps(
+                        {
+                            "key": item["Key"],
+                            "etag": item["ETag"],
+                            "content_type": response.get("ContentType", "binary/octet-stream"),
+                            "metadata": response.get("Metadata", {}),
+                        }
+                    )
+                )
                 written += 1
         for stale in set(bucket_dir.iterdir()) - keep_files:
             stale.unlink()

@@ -61,7 +61,8 @@ class SshdService(Service):
             if not key.exists():
                 subprocess.run(
                     ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"ferry-{key.name}", "-f", str(key)],
-                    check=True, capture_output=True,
+                    check=True,
+                    capture_output=True,
                 )
         authorized = self.keys / "authorized_keys"
         authorized.write_text(self.client_key.with_suffix(".pub").read_text())
@@ -105,8 +106,7 @@ class SshdService(Service):
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege-separation dir
         # -D: stay in the foreground so our pid file is sshd's; -e: log to our log file.
-        spawn([str(sshd), "-D", "-e", "-f", str(self._write_config())],
-              pid_file=self.pid_file, log_file=self.log_file)
+        spawn([str(sshd), "-D", "-e", "-f", str(self._write_config())], pid_file=self.pid_file, log_file=self.log_file)
 
     def ready(self) -> bool:
         return port_answers(self.settings.host, self.port)

@@ -46,8 +46,9 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def arrow_batches(docs: Iterable[Mapping[str, Any]], *, schema: pa.Schema | None = None,
-                  batch_rows: int = 10_000) -> Iterator[pa.RecordBatch]:
+def arrow_batches(
+    docs: Iterable[Mapping[str, Any]], *, schema: pa.Schema | None = None, batch_rows: int = 10_000
+) -> Iterator[pa.RecordBatch]:
     """Documents as Arrow batches with one schema throughout: given, or inferred from the first batch.
 
     A later document with a field the schema lacks is an error, not silently dropped data.

@@ -45,11 +45,24 @@ class MongoToS3Operator(BaseOperator):
     template_fields: Sequence[str] = ("mongo_collection", "mongo_query", "s3_bucket", "s3_key")
     ui_color = "#589636"
 
-    def __init__(self, *, mongo_conn_id: str = "mongo_default", mongo_collection: str,
-                 mongo_query: MongoQuery, s3_bucket: str, s3_key: str, mongo_db: str | None = None,
-                 transform: Transform | None = None, file_format: Literal["jsonl", "parquet"] = "jsonl",
-                 compression: Compression = None, parquet_schema: Any = None, replace: bool = True,
-                 s3_conn_id: str = "aws_default", batch_size: int = 5_000, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        mongo_conn_id: str = "mongo_default",
+        mongo_collection: str,
+        mongo_query: MongoQuery,
+        s3_bucket: str,
+        s3_key: str,
+        mongo_db: str | None = None,
+        transform: Transform | None = None,
+        file_format: Literal["jsonl", "parquet"] = "jsonl",
+        compression: Compression = None,
+        parquet_schema: Any = None,
+        replace: bool = True,
+        s3_conn_id: str = "aws_default",
+        batch_size: int = 5_000,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if file_format not in ("jsonl", "parquet"):
             raise ValueError(f"file_format must be 'jsonl' or 'parquet', not {file_format!r}")
@@ -78,8 +91,13 @@ class MongoToS3Operator(BaseOperator):
         content_type = CONTENT_TYPES[self.file_format]
         if self.compression and self.file_format == "jsonl":
             content_type = COMPRESSED_CONTENT_TYPES[self.compression]
-        output = S3Output(S3Hook(aws_conn_id=self.s3_conn_id).get_conn(), self.s3_bucket, self.s3_key,
-                          content_type=content_type, replace=self.replace)
+        output = S3Output(
+            S3Hook(aws_conn_id=self.s3_conn_id).get_conn(),
+            self.s3_bucket,
+            self.s3_key,
+            content_type=content_type,
+            replace=self.replace,
+        )
         try:
             output.check_target()
         except (FileNotFoundError, FileExistsError) as exc:
@@ -90,16 +108,28 @@ class MongoToS3Operator(BaseOperator):
         database = client[self.mongo_db or hook.connection.schema]
         progress = Progress(self.log, f"{self.mongo_collection} → s3://{self.s3_bucket}/{self.s3_key}")
         try:
-            docs: Iterator[dict[str, Any]] = iter(self.transform(
-                mongo_source.documents(database[self.mongo_collection], self.mongo_query, batch_size=self.batch_size)
-            ))
+            docs: Iterator[dict[str, Any]] = iter(
+                self.transform(
+                    mongo_source.documents(
+                        database[self.mongo_collection], self.mongo_query, batch_size=self.batch_size
+                    )
+                )
+            )
             if self.file_format == "jsonl":
-                writers.write_text(mongo_source.jsonl_lines(docs), output, header=False, compression=self.compression,
-                                   max_rows=None, max_bytes=None, progress=progress)
+                writers.write_text(
+                    mongo_source.jsonl_lines(docs),
+                    output,
+                    header=False,
+                    compression=self.compression,
+                    max_rows=None,
+                    max_bytes=None,
+                    progress=progress,
+                )
             else:
                 batches = mongo_source.arrow_batches(docs, schema=self.parquet_schema)
-                writers.write_parquet(batches, output, compression=self.compression,
-                                      max_rows=None, max_bytes=None, progress=progress)
+                writers.write_parquet(
+                    batches, output, compression=self.compression, max_rows=None, max_bytes=None, progress=progress
+                )
             manifest = output.commit()
         except BaseException:
             output.abort()

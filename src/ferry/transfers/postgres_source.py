@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import pyarrow as pa
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 from psycopg.types.string import TextLoader
 
@@ -33,8 +33,7 @@ def copy_jsonl(conn: psycopg.Connection, query: str, params: Params) -> Iterator
     writes control characters as ``\\u00XX``) passes the JSON through untouched.
     """
     statement = sql.SQL(
-        "COPY (SELECT row_to_json(q) FROM ({}) AS q) TO STDOUT "
-        "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+        "COPY (SELECT row_to_json(q) FROM ({}) AS q) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
     ).format(_subquery(query))
     with conn.cursor() as cur, cur.copy(statement, params) as copy:
         yield from copy
@@ -97,8 +96,13 @@ class _StrLoader(TextLoader):
     """Load as the PostgreSQL text form (json stays JSON text; uuids and intervals stay text)."""
 
 
-def arrow_batches(conn: psycopg.Connection, query: str, params: Params, *, batch_rows: int = 65_536,
-                  ) -> Iterator[pa.RecordBatch]:
+def arrow_batches(
+    conn: psycopg.Connection,
+    query: str,
+    params: Params,
+    *,
+    batch_rows: int = 65_536,
+) -> Iterator[pa.RecordBatch]:
     """Run ``query`` through a server-side cursor and yield typed Arrow record batches."""
     for type_name in ("json", "jsonb", "uuid", "interval", "xml"):
         conn.adapters.register_loader(type_name, _StrLoader)

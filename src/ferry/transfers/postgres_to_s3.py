@@ -104,10 +104,13 @@ class PostgresToS3Operator(BaseOperator):
         from ferry.transfers import postgres_source, writers
 
         output = S3Output(
-            S3Hook(aws_conn_id=self.s3_conn_id).get_conn(), self.s3_bucket, self.s3_key,
+            S3Hook(aws_conn_id=self.s3_conn_id).get_conn(),
+            self.s3_bucket,
+            self.s3_key,
             content_type=self._content_type(),
             split=bool(self.max_rows_per_file or self.max_bytes_per_file),
-            replace=self.replace, part_size=self.part_size,
+            replace=self.replace,
+            part_size=self.part_size,
         )
         try:
             output.check_target()
@@ -125,14 +128,19 @@ class PostgresToS3Operator(BaseOperator):
             else:
                 copy = postgres_source.copy_csv if self.file_format == "csv" else postgres_source.copy_jsonl
                 rows = copy(conn, self.query, self.parameters)
-                writers.write_text(rows, output, header=self.file_format == "csv",
-                                   compression=self.compression, progress=progress, **limits)
+                writers.write_text(
+                    rows,
+                    output,
+                    header=self.file_format == "csv",
+                    compression=self.compression,
+                    progress=progress,
+                    **limits,
+                )
             manifest = output.commit()
         except psycopg.OperationalError as exc:
             output.abort()
             raise AirflowException(
-                f"lost the PostgreSQL connection after {progress.rows:,} rows; nothing was written "
-                f"to {target}: {exc}"
+                f"lost the PostgreSQL connection after {progress.rows:,} rows; nothing was written to {target}: {exc}"
             ) from exc
         except psycopg.Error as exc:
             output.abort()
@@ -142,8 +150,11 @@ class PostgresToS3Operator(BaseOperator):
             raise
         finally:
             conn.close()
-        self.log.info("done: %s; wrote %s", progress.summary(),
-                      ", ".join(f"{f['key']} ({f['rows']:,} rows, {f['bytes']:,} B)" for f in manifest["files"]))
+        self.log.info(
+            "done: %s; wrote %s",
+            progress.summary(),
+            ", ".join(f"{f['key']} ({f['rows']:,} rows, {f['bytes']:,} B)" for f in manifest["files"]),
+        )
         if manifest["deleted_stale_parts"]:
             self.log.info("deleted %d parts left by an earlier, larger run", len(manifest["deleted_stale_parts"]))
         return manifest

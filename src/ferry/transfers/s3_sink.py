@@ -9,6 +9,7 @@ we send those for every file at the end, or ``AbortMultipartUpload`` for all of 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -22,15 +23,24 @@ DEFAULT_PART_SIZE = 16 * 1024 * 1024
 #: S3 allows 10,000 parts per upload; part sizes double every this many parts, so an object
 #: can grow far beyond ``part_size * 10_000`` without anyone choosing a part size for it.
 PARTS_PER_SIZE_STEP = 1_000
-#: Parts uploading at once (per export). Memory is bounded by (this + 1) × part size.
+#: Parts uploading at once (per export). Memory is bounded by (this + 1) times the part size.
 MAX_IN_FLIGHT = 2
 
 
 class MultipartObject:
     """A file-like writer for one S3 object (``write``, ``tell``); see the module docstring."""
 
-    def __init__(self, client: Any, bucket: str, key: str, *, part_size: int,
-                 executor: ThreadPoolExecutor, slots: threading.Semaphore, content_type: str) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        *,
+        part_size: int,
+        executor: ThreadPoolExecutor,
+        slots: threading.Semaphore,
+        content_type: str,
+    ) -> None:
         self.client, self.bucket, self.key = client, bucket, key
         self.part_size = part_size
         self._executor, self._slots = executor, slots
@@ -39,9 +49,9 @@ class MultipartObject:
         self.bytes = 0
         self.rows = 0
         self.closed = False
-        self.upload_id: str = client.create_multipart_upload(
-            Bucket=bucket, Key=key, ContentType=content_type
-        )["UploadId"]
+        self.upload_id: str = client.create_multipart_upload(Bucket=bucket, Key=key, ContentType=content_type)[
+            "UploadId"
+        ]
 
     # file-like protocol (pyarrow's ParquetWriter writes to this directly)
     def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -90,7 +100,9 @@ class MultipartObject:
 
     def complete(self) -> None:
         self.client.complete_multipart_upload(
-            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
             MultipartUpload={"Parts": [part.result() for part in self._parts]},
         )
 
@@ -98,10 +110,8 @@ class MultipartObject:
         for part in self._parts:
             part.cancel()
         for part in self._parts:
-            try:
+            with contextlib.suppress(Exception):
                 part.result()
-            except Exception:  # noqa: BLE001 - the export already failed; we are cleaning up
-                pass
         self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
 
 
@@ -152,9 +162,7 @@ class S3Output:
         if not self.replace:
             existing = self.existing_keys()
             if existing:
-                raise FileExistsError(
-                    f"s3://{self.bucket}/{existing[0]} already exists and replace=False"
-                )
+                raise FileExistsError(f"s3://{self.bucket}/{existing[0]} already exists and replace=False")
 
     def existing_keys(self) -> list[str]:
         if not self.split:
@@ -185,10 +193,17 @@ class S3Output:
         if self.files:
             self.files[-1].finish()
         key = part_key(self.key, len(self.files)) if self.split else self.key
-        self.files.append(MultipartObject(
-            self.client, self.bucket, key, part_size=self.part_size,
-            executor=self._executor, slots=self._slots, content_type=self.content_type,
-        ))
+        self.files.append(
+            MultipartObject(
+                self.client,
+                self.bucket,
+                key,
+                part_size=self.part_size,
+                executor=self._executor,
+                slots=self._slots,
+                content_type=self.content_type,
+            )
+        )
         return self.files[-1]
 
     @property
@@ -210,7 +225,7 @@ class S3Output:
             for start in range(0, len(stale), 1000):
                 self.client.delete_objects(
                     Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": k} for k in stale[start:start + 1000]], "Quiet": True},
+                    Delete={"Objects": [{"Key": k} for k in stale[start : start + 1000]], "Quiet": True},
                 )
         return {
             "bucket": self.bucket,
@@ -226,7 +241,7 @@ class S3Output:
             for file in self.files:
                 try:
                     file.abort()
-                except Exception:  # noqa: BLE001 - keep aborting the others
+                except Exception:
                     log.exception("could not abort the multipart upload of s3://%s/%s", self.bucket, file.key)
         finally:
             self._executor.shutdown(cancel_futures=True)

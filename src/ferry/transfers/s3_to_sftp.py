@@ -35,8 +35,16 @@ class S3ToSFTPOperator(BaseOperator):
     template_fields: Sequence[str] = ("s3_bucket", "s3_key", "sftp_path")
     ui_color = "#f0eee4"
 
-    def __init__(self, *, s3_bucket: str, s3_key: str, sftp_path: str, s3_conn_id: str = "aws_default",
-                 sftp_conn_id: str = "sftp_default", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        s3_bucket: str,
+        s3_key: str,
+        sftp_path: str,
+        s3_conn_id: str = "aws_default",
+        sftp_conn_id: str = "sftp_default",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.s3_bucket = s3_bucket
         self.s3_key = s3_key
@@ -50,7 +58,7 @@ class S3ToSFTPOperator(BaseOperator):
             plan = []
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.s3_bucket, Prefix=self.s3_key):
                 for item in page.get("Contents", []):
-                    relative = item["Key"][len(self.s3_key):]
+                    relative = item["Key"][len(self.s3_key) :]
                     if relative and not relative.endswith("/"):
                         plan.append((item["Key"], posixpath.join(self.sftp_path, relative), item["Size"]))
             if not plan:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import queue
 import secrets
@@ -49,7 +50,7 @@ def prefetched(chunks: Iterable[bytes], depth: int = QUEUE_DEPTH) -> Iterator[by
                 if stop.is_set():
                     return
             handoff.put(done)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer to raise
+        except BaseException as exc:
             handoff.put(exc)
 
     reader = threading.Thread(target=read, name="prefetch", daemon=True)
@@ -82,9 +83,7 @@ def put_atomically(sftp: Any, chunks: Iterable[bytes], path: str, expected_size:
             raise OSError(f"size check failed for {path}: expected {expected_size}, wrote {written}, found {size}")
         sftp.posix_rename(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             sftp.remove(tmp)
-        except OSError:
-            pass
         raise
     return written

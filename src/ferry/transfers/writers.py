@@ -7,7 +7,7 @@ bytes. For text formats ``max_bytes`` counts uncompressed bytes and a file never
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -49,9 +49,16 @@ class _TextFile:
         self.file.rows = self.rows
 
 
-def write_text(rows: Iterable[bytes | memoryview], output: S3Output, *, header: bool,
-               compression: Compression, max_rows: int | None, max_bytes: int | None,
-               progress: Progress) -> None:
+def write_text(
+    rows: Iterable[bytes | memoryview],
+    output: S3Output,
+    *,
+    header: bool,
+    compression: Compression,
+    max_rows: int | None,
+    max_bytes: int | None,
+    progress: Progress,
+) -> None:
     """Write newline-terminated rows; with ``header`` the first item is repeated atop every file."""
     rows = iter(rows)
     head = bytes(next(rows, b"")) if header else b""
@@ -59,9 +66,10 @@ def write_text(rows: Iterable[bytes | memoryview], output: S3Output, *, header: 
     split = bool(max_rows or max_bytes)
     reported = 0  # rows of the current file already counted in ``progress``
     for row in rows:
-        if split and current.rows and (
-            (max_rows and current.rows >= max_rows)
-            or (max_bytes and current.raw_bytes + len(row) > max_bytes)
+        if (
+            split
+            and current.rows
+            and ((max_rows and current.rows >= max_rows) or (max_bytes and current.raw_bytes + len(row) > max_bytes))
         ):
             progress.add(current.rows - reported, current.drain())
             current.close()
@@ -77,8 +85,15 @@ def write_text(rows: Iterable[bytes | memoryview], output: S3Output, *, header: 
 PARQUET_CODECS = {None: "none", "gzip": "gzip", "zstd": "zstd"}
 
 
-def write_parquet(batches: Iterable[pa.RecordBatch], output: S3Output, *, compression: Compression,
-                  max_rows: int | None, max_bytes: int | None, progress: Progress) -> None:
+def write_parquet(
+    batches: Iterable[pa.RecordBatch],
+    output: S3Output,
+    *,
+    compression: Compression,
+    max_rows: int | None,
+    max_bytes: int | None,
+    progress: Progress,
+) -> None:
     """Write Arrow batches as parquet; ``compression`` picks the column codec."""
     codec = PARQUET_CODECS[compression]
     writer: pq.ParquetWriter | None = None
