@@ -33,6 +33,10 @@ def connections(settings: StackSettings) -> dict[str, dict]:
         # On loopback, compression only costs CPU (see bench/RESULTS.md); turn it back on for
         # slow links to a real server.
         "compress": "false",
+        # paramiko prefers AES-CTR with a separate HMAC; leaving it AES-GCM (one authenticated
+        # cipher pass, as OpenSSH itself prefers) makes SFTP transfers about 1.5x faster here.
+        "disabled_algorithms": {"ciphers": ["aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-cbc",
+                                            "aes192-cbc", "aes256-cbc", "3des-cbc"]},
     }
     ssh = {"host": settings.host, "port": settings.ports["sshd"], "login": sshd.user, "extra": ssh_extra}
     return {

@@ -7,7 +7,7 @@ bytes. For text formats ``max_bytes`` counts uncompressed bytes and a file never
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -63,13 +63,13 @@ def write_text(
     rows = iter(rows)
     head = bytes(next(rows, b"")) if header else b""
     current = _TextFile(output, compression, head)
-    split = bool(max_rows or max_bytes)
+    if not (max_rows or max_bytes):
+        _write_unsplit(rows, current, progress)
+        return
     reported = 0  # rows of the current file already counted in ``progress``
     for row in rows:
-        if (
-            split
-            and current.rows
-            and ((max_rows and current.rows >= max_rows) or (max_bytes and current.raw_bytes + len(row) > max_bytes))
+        if current.rows and (
+            (max_rows and current.rows >= max_rows) or (max_bytes and current.raw_bytes + len(row) > max_bytes)
         ):
             progress.add(current.rows - reported, current.drain())
             current.close()
@@ -79,6 +79,21 @@ def write_text(
             progress.add(current.rows - reported, current.drain())
             reported = current.rows
     progress.add(current.rows - reported, current.drain())
+    current.close()
+
+
+def _write_unsplit(rows: Iterator[bytes | memoryview], current: _TextFile, progress: Progress) -> None:
+    """The common case, kept tight: this loop runs once per row of the result."""
+    block = current.block
+    count = reported = 0
+    for row in rows:
+        block += row
+        count += 1
+        if len(block) >= BLOCK:
+            progress.add(count - reported, current.drain())
+            reported = count
+    current.rows = count
+    progress.add(count - reported, current.drain())
     current.close()
 
 

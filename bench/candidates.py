@@ -1,0 +1,118 @@
+"""The things we measure, each run in a child process of its own (``python -m bench.candidates
+NAME ARGS…``) so that its peak memory is its own. Prints one JSON line: the seconds of work.
+
+Baselines are written the way their authors show them: the seed's operator (section 2-1,
+listing 4: fetch everything, csv into a StringIO, one upload) and the amazon provider's own
+operators, called through their public constructors with our connections.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+BUCKET = "ferry-bench"
+
+
+def seed_postgres_to_s3(query: str, key: str) -> None:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    results = PostgresHook(postgres_conn_id="inside_airbnb").get_records(query)
+    data_buffer = io.StringIO()
+    csv.writer(data_buffer, lineterminator=os.linesep).writerows(results)
+    S3Hook(aws_conn_id="aws_default").load_file_obj(
+        file_obj=io.BytesIO(data_buffer.getvalue().encode()), bucket_name=BUCKET, key=key, replace=True
+    )
+
+
+def provider_sql_to_s3(query: str, key: str) -> None:
+    from airflow.providers.amazon.aws.transfers.sql_to_s3 import SqlToS3Operator
+
+    SqlToS3Operator(task_id="b", sql_conn_id="inside_airbnb", query=query, s3_bucket=BUCKET, s3_key=key,
+                    file_format="csv", replace=True, pd_kwargs={"index": False}).execute({})
+
+
+def bare_copy_multipart(query: str, key: str) -> None:
+    """The practical limit: COPY straight into a multipart upload, nothing else."""
+    import boto3
+    import psycopg
+
+    s3 = boto3.client("s3")
+    upload = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+    parts, buffer = [], bytearray()
+
+    def send() -> None:
+        number = len(parts) + 1
+        etag = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload, PartNumber=number, Body=bytes(buffer))["ETag"]
+        parts.append({"PartNumber": number, "ETag": etag})
+        buffer.clear()
+
+    with psycopg.connect() as conn, conn.cursor() as cur:
+        with cur.copy(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)") as copy:
+            for chunk in copy:
+                buffer += chunk
+                if len(buffer) >= 16 * 1024 * 1024:
+                    send()
+        send()
+    s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
+
+
+def ferry_postgres_to_s3(query: str, key: str, file_format: str = "csv", compression: str = "") -> None:
+    from ferry.transfers import PostgresToS3Operator
+
+    PostgresToS3Operator(task_id="f", postgres_conn_id="inside_airbnb", query=query, s3_bucket=BUCKET,
+                         s3_key=key, file_format=file_format, compression=compression or None).execute({})
+
+
+def ferry_s3_to_sftp(key: str, path: str) -> None:
+    from ferry.transfers import S3ToSFTPOperator
+
+    S3ToSFTPOperator(task_id="f", s3_bucket=BUCKET, s3_key=key, sftp_path=path).execute({})
+
+
+def provider_s3_to_sftp(key: str, path: str, compress: str = "false") -> None:
+    conn = json.loads(os.environ["AIRFLOW_CONN_SFTP_DEFAULT"])
+    conn["extra"]["compress"] = compress
+    os.environ["AIRFLOW_CONN_SFTP_BENCH"] = json.dumps(conn)
+    from airflow.providers.amazon.aws.transfers.s3_to_sftp import S3ToSFTPOperator
+
+    S3ToSFTPOperator(task_id="b", s3_bucket=BUCKET, s3_key=key, sftp_path=path,
+                     sftp_conn_id="sftp_bench").execute({})
+
+
+def openssh_sftp_put(local: str, path: str) -> None:
+    """OpenSSH's own client putting the same bytes from local disk: the practical limit."""
+    keys = os.path.join(os.environ["FERRY_HOME"], "data", "sshd")
+    subprocess.run(
+        ["sftp", "-q", "-b", "-", "-i", f"{keys}/client_ed25519", "-o", f"UserKnownHostsFile={keys}/known_hosts",
+         "-o", "StrictHostKeyChecking=yes", "-P", os.environ["FERRY_SSH_PORT"], f"{os.environ['USER_NAME']}@127.0.0.1"],
+        input=f"put {local} {path}\n".encode(), check=True, capture_output=True,
+    )
+
+
+CANDIDATES = {f.__name__: f for f in (seed_postgres_to_s3, provider_sql_to_s3, bare_copy_multipart,
+                                      ferry_postgres_to_s3, ferry_s3_to_sftp, provider_s3_to_sftp,
+                                      openssh_sftp_put)}
+
+if __name__ == "__main__":
+    import logging
+
+    logging.disable(logging.INFO)  # progress lines are not what we measure
+    # Import every candidate's libraries before the clock starts: we time the work, not imports.
+    for module in ("airflow.providers.amazon.aws.hooks.s3", "airflow.providers.amazon.aws.transfers.s3_to_sftp",
+                   "airflow.providers.amazon.aws.transfers.sql_to_s3", "airflow.providers.postgres.hooks.postgres",
+                   "airflow.providers.ssh.hooks.ssh", "boto3", "psycopg", "ferry.transfers.postgres_source",
+                   "ferry.transfers.writers"):
+        importlib.import_module(module)
+
+    name, *args = sys.argv[1:]
+    started = time.perf_counter()
+    CANDIDATES[name](*args)
+    print(json.dumps({"seconds": time.perf_counter() - started}))
