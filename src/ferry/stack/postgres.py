@@ -6,6 +6,7 @@ Holds the Airflow metadata database (``airflow``) and the ``inside_airbnb`` data
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -59,7 +60,43 @@ class PostgresService(Service):
         super().__init__(settings)
         self.bindir = find_postgres_bindir()
         self.os_user = server_os_user()
-        self.pgdata = settings.data("postgres") / "pgdata"
+        self.root = self._data_root()
+        self.pgdata = self.root / "pgdata"
+
+    def _data_root(self) -> Path:
+        """Where the cluster lives: in ``FERRY_HOME`` if the server's OS user can reach it.
+
+        As root, the server runs as ``postgres``, which cannot enter a checkout under a 0700
+        directory such as ``/root``. Then the cluster goes to ``/var/lib/ferry/<id>/`` (one per
+        FERRY_HOME) and ``$FERRY_HOME/data/postgres/pgdata`` links to it.
+        """
+        local = self.settings.data("postgres")
+        if self._reachable(local):
+            return local
+        fallback = Path("/var/lib/ferry") / hashlib.sha256(str(self.settings.home).encode()).hexdigest()[:16]
+        fallback.mkdir(parents=True, exist_ok=True)
+        for path in (fallback.parent, fallback):
+            path.chmod(0o755)
+        self._chown(fallback)
+        link = local / "pgdata"
+        if not link.is_symlink():
+            link.symlink_to(fallback / "pgdata")
+        return fallback
+
+    def _reachable(self, path: Path) -> bool:
+        if not self.os_user:
+            return True
+        uid = pwd.getpwnam(self.os_user).pw_uid
+        for parent in [path, *path.parents]:
+            st = parent.stat()
+            if not (st.st_mode & 0o001 or (st.st_uid == uid and st.st_mode & 0o100)):
+                return False
+        return True
+
+    @property
+    def log_file(self) -> Path:
+        # The server writes its own log, so it must sit where the server's OS user can write.
+        return self.root / "postgres.log" if self.root != self.settings.data("postgres") else super().log_file
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -77,17 +114,6 @@ class PostgresService(Service):
         if self.os_user:
             entry = pwd.getpwnam(self.os_user)
             os.chown(path, entry.pw_uid, entry.pw_gid)
-
-    def _ensure_reachable(self) -> None:
-        """The server's OS user must be able to traverse down to the data directory."""
-        if not self.os_user:
-            return
-        for parent in reversed(self.pgdata.parents):
-            if parent.exists() and not (parent.stat().st_mode & 0o001):
-                raise StackError(
-                    f"postgres: {parent} is not searchable by OS user {self.os_user!r}; "
-                    f"put FERRY_HOME elsewhere or chmod o+x it — log: {self.log_file}"
-                )
 
     def _initdb(self) -> None:
         creds = self.settings.credentials
@@ -142,7 +168,6 @@ class PostgresService(Service):
         return self._run("pg_ctl", "status", "-D", str(self.pgdata), check=False).returncode == 0
 
     def _launch(self) -> None:
-        self._ensure_reachable()
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
         self._write_runtime_conf()
