@@ -131,3 +131,24 @@ def test_unknown_service_is_a_clear_error(own_stack):
     result = run_ferry(own_stack, "stack", "up", "redis")
     assert result.returncode == 2
     assert "unknown service(s): redis" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another OS user")
+def test_checkout_under_a_private_directory(tmp_path):
+    """As root, a FERRY_HOME under a 0700 directory (say /root) still works: the cluster moves
+    to /var/lib/ferry and FERRY_HOME links to it."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    env = isolated_settings_env("unused-")
+    shutil.rmtree(env["FERRY_HOME"])
+    env["FERRY_HOME"] = str(private / ".ferry")
+    link = private / ".ferry" / "data" / "postgres" / "pgdata"
+    try:
+        result = run_ferry(env, "stack", "up", "postgres")
+        assert result.returncode == 0, result.stderr
+        assert link.is_symlink() and str(link.resolve()).startswith("/var/lib/ferry/")
+        assert (link / "PG_VERSION").exists()
+    finally:
+        run_ferry(env, "stack", "down")
+        if link.is_symlink():
+            shutil.rmtree(link.resolve().parent, ignore_errors=True)
