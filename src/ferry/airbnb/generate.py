@@ -98,7 +98,10 @@ spec AS MATERIALIZED (
            CASE WHEN {_r("room")} < 0.78 THEN 'Entire home/apt'
                 WHEN {_r("room")} < 0.99 THEN 'Private room' ELSE 'Shared room' END AS room_type,
            1000 + floor({_r("host")} * 0.8 * %(listings)s)::bigint AS host_id,
-           60 + 140 * power({_r("base")}, 2) AS base_price,
+           -- central neighbourhoods (listed first) cost more; rooms less than whole homes
+           (60 + 140 * power({_r("base")}, 2))
+             * (1.45 - 0.035 * floor({_r("hood")} * {len(NEIGHBOURHOODS)}))
+             * CASE WHEN {_r("room")} < 0.78 THEN 1.0 WHEN {_r("room")} < 0.99 THEN 0.6 ELSE 0.4 END AS base_price,
            ({_r("trend")} - 0.45) * 0.04 AS trend,        -- relative change per snapshot
            52.29 + {_r("lat")} * 0.14 AS latitude,
            4.76 + {_r("lon")} * 0.23 AS longitude,

@@ -1,0 +1,131 @@
+"""The inside_airbnb DAG run by Airflow on the test stack: intervals, results, idempotency;
+and the Docker variant's configuration (its container runs only where a Docker engine answers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.airbnb.test_cruncher import reference
+
+pytestmark = pytest.mark.integration
+
+BUCKET = "inside-airbnb"
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+@pytest.fixture(scope="module")
+def listings(stack):
+    from ferry.airbnb.generate import generate
+
+    with stack.service("postgres").connect("inside_airbnb", autocommit=True) as conn:
+        generate(conn, rows=40_000, seed=11)
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def s3(stack):
+    import boto3
+
+    client = boto3.client("s3")
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    return client
+
+
+def bucket_contents(s3) -> dict[str, bytes]:
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    # The report embeds nothing run-specific, so it too must be identical across runs.
+    return {k: s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in sorted(keys)}
+
+
+def test_backfill_intervals_results_and_idempotency(airflow_db, listings, s3):
+    from ferry.airbnb.backfill import backfill, monthly_dates
+
+    starts = [d for d in monthly_dates() if str(d.date()) in ("2015-04-01", "2015-10-01", "2017-06-01", "2019-12-01")]
+    assert len(starts) == 4
+    assert all("success (3 tasks)" in state for state in backfill(starts))
+    first = bucket_contents(s3)
+
+    # One object per interval, holding exactly the rows of that interval.
+    for start in starts:
+        end = start.add(months=1)
+        body = first[f"listing-{start.date()}.csv"].decode()
+        expected = listings.execute(
+            "SELECT count(*) FROM listings WHERE download_date >= %s AND download_date < %s",
+            (start.date(), end.date()),
+        ).fetchone()[0]
+        assert body.count("\n") - 1 == expected
+    assert first["listing-2015-10-01.csv"].decode().count("\n") == 1  # no snapshot that month: header only
+
+    # The results are the reference's on the same rows.
+    frames = [
+        pd.DataFrame(listings.execute(
+            "SELECT id, price, download_date FROM listings WHERE download_date >= %s AND download_date < %s",
+            (start.date(), start.add(months=1).date()),
+        ).fetchall(), columns=["id", "price", "download_date"]).astype({"price": "float64"})
+        for start in starts
+    ]
+    expected_up, expected_down = reference([f for f in frames if not f.empty])
+    assert json.loads(first["results/biggest_increase.json"]) == expected_up
+    assert json.loads(first["results/biggest_decrease.json"]) == expected_down
+    assert first["results/report.png"].startswith(b"\x89PNG")
+    assert b"Biggest increases" in first["results/report.html"]
+
+    # Running the same intervals again writes the same objects and results.
+    backfill(starts)
+    assert bucket_contents(s3) == first
+
+
+def test_the_dag_schedule_is_monthly_data_intervals():
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(DAGS / "inside_airbnb.py")).get_dag("inside_airbnb")
+    assert dag.catchup and dag.max_active_runs == 1
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert (dag.start_date.date().isoformat(), dag.end_date.date().isoformat()) == ("2015-04-01", "2019-12-07")
+
+
+def docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+
+
+def test_docker_variant_is_configured_from_the_connection(stack):
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.execution_time.context import ConnectionAccessor
+
+    dag = DagBag(dag_folder=str(DAGS / "inside_airbnb_docker.py")).get_dag("inside_airbnb_docker")
+    task = dag.get_task("crunch_numbers")
+    assert task.image == "ferry/numbercruncher:latest" and task.network_mode == "host"
+    assert task.auto_remove == "success"
+    context = {"conn": ConnectionAccessor()}
+    assert "environment" in task.template_fields
+    env = task.render_template(task.environment, context)
+    assert env["S3_ENDPOINT"] == stack.settings.url("s3")
+    assert (env["S3_ACCESS_KEY"], env["S3_SECRET_KEY"]) == (os.environ["AWS_ACCESS_KEY_ID"],
+                                                          os.environ["AWS_SECRET_ACCESS_KEY"])
+    dockerfile = (DAGS.parent / "docker" / "numbercruncher.Dockerfile").read_text()
+    assert 'ENTRYPOINT ["python", "-m", "ferry.airbnb.cruncher"]' in dockerfile
+
+
+@pytest.mark.skipif(not docker_answers(), reason="no Docker engine answers here (`docker info` fails)")
+def test_docker_variant_runs_the_container(stack):  # pragma: no cover - needs a Docker engine
+    root = DAGS.parent
+    subprocess.run(["docker", "build", "-t", "ferry/numbercruncher", "-f", "docker/numbercruncher.Dockerfile", "."],
+                   cwd=root, check=True)
+    result = subprocess.run(["docker", "run", "--rm", "--network", "host",
+                             "-e", f"S3_ENDPOINT={stack.settings.url('s3')}",
+                             "-e", f"S3_ACCESS_KEY={os.environ['AWS_ACCESS_KEY_ID']}",
+                             "-e", f"S3_SECRET_KEY={os.environ['AWS_SECRET_ACCESS_KEY']}",
+                             "ferry/numbercruncher"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "biggest_increase" in result.stdout
