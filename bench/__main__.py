@@ -129,6 +129,70 @@ def bench_s3_to_sftp(tmp: Path) -> list[str]:
     ]
 
 
+def prepare_snapshots(stack: Stack) -> tuple[int, int]:
+    """Every monthly interval exported once (as the DAG does), and a copy with twice the snapshots:
+    each object again with its dates moved by a day, so the listings stay the same."""
+    import io
+
+    import boto3
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    from ferry.airbnb.backfill import monthly_dates
+    from ferry.transfers import PostgresToS3Operator
+
+    s3 = boto3.client("s3")
+    have = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="airbnb")
+            for o in page.get("Contents", [])}
+    starts = monthly_dates()
+    for start in starts:
+        key = f"airbnb/listing-{start.date()}.csv"
+        if key not in have:
+            PostgresToS3Operator(task_id="x", postgres_conn_id="inside_airbnb", s3_bucket=BUCKET, s3_key=key,
+                                 query="SELECT * FROM listings WHERE download_date >= %s AND download_date < %s",
+                                 parameters=[start.date(), start.add(months=1).date()]).execute({})
+        for copy, days in (("a", 0), ("b", 1)):
+            twin = f"airbnb-x2/listing-{start.date()}-{copy}.csv"
+            if twin in have:
+                continue
+            table = pacsv.read_csv(s3.get_object(Bucket=BUCKET, Key=key)["Body"])
+            if days and table.num_rows:
+                column = table.schema.get_field_index("download_date")
+                shifted = pc.cast(pc.add(table["download_date"], pa_days(days)), pa.date32())
+                table = table.set_column(column, "download_date", shifted)
+            out = io.BytesIO()
+            pacsv.write_csv(table, out)
+            s3.put_object(Bucket=BUCKET, Key=twin, Body=out.getvalue())
+    return len(starts), 2 * len(starts)
+
+
+def pa_days(n: int):
+    import pyarrow as pa
+
+    return pa.scalar(n * 86_400_000, type=pa.duration("ms"))
+
+
+def bench_cruncher(objects: int, objects_x2: int) -> list[str]:
+    book = measure("book_crunch", "airbnb/")
+    ferry = measure("ferry_crunch", "airbnb/")
+    book_x2 = measure("book_crunch", "airbnb-x2/")
+    ferry_x2 = measure("ferry_crunch", "airbnb-x2/")
+    return [
+        f"### Number cruncher: {objects} monthly snapshot objects, ratios against the book's pandas method",
+        "| candidate | time | ratio | peak memory |", "| --- | --- | --- | --- |",
+        row("book's pandas cruncher (concat instead of append)", book, book),
+        row("ferry cruncher (streaming, pyarrow)", ferry, book),
+        row(f"book's, twice the snapshots ({objects_x2} objects)", book_x2, book),
+        row(f"ferry, twice the snapshots ({objects_x2} objects)", ferry_x2, book),
+        "",
+        f"- book / ferry: **{book['seconds'] / ferry['seconds']:.1f}x** (target ≥ 3x)",
+        f"- peak memory with twice the snapshots: ferry {ferry['peak_mb']:.0f} → {ferry_x2['peak_mb']:.0f} MB "
+        f"(**{(ferry_x2['peak_mb'] / ferry['peak_mb'] - 1) * 100:+.1f} %**); book {book['peak_mb']:.0f} → "
+        f"{book_x2['peak_mb']:.0f} MB",
+    ]
+
+
 def main() -> int:
     stack = Stack()
     stack.up(echo=lambda line: None)
@@ -137,9 +201,11 @@ def main() -> int:
     os.environ["USER_NAME"] = stack.service("sshd").user
     rows, rows_x4 = prepare(stack)
     report = [f"## Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({os.cpu_count()} cores)", ""]
-    wanted = set(sys.argv[1:]) or {"postgres", "sftp"}  # `python -m bench sftp` runs one section
+    wanted = set(sys.argv[1:]) or {"postgres", "sftp", "cruncher"}  # `python -m bench sftp` runs one section
     if "postgres" in wanted:
         report += [*bench_postgres_to_s3(rows, rows_x4), ""]
+    if "cruncher" in wanted:
+        report += [*bench_cruncher(*prepare_snapshots(stack)), ""]
     if "sftp" in wanted:
         with tempfile.TemporaryDirectory(prefix="ferry-bench-") as tmp:
             report += bench_s3_to_sftp(Path(tmp))

@@ -97,9 +97,51 @@ def openssh_sftp_put(local: str, path: str) -> None:
     )
 
 
+def book_crunch(prefix: str) -> None:
+    """The book's number cruncher, with ``DataFrame.append`` (removed in pandas 2) as ``concat``."""
+    import boto3
+    import pandas as pd
+
+    s3 = boto3.client("s3")
+    keys = sorted(o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+                  for o in page.get("Contents", []))
+    df = pd.DataFrame()
+    for key in keys:
+        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        temp_df = pd.read_csv(io.BytesIO(body), usecols=["id", "price", "download_date"],
+                              parse_dates=["download_date"])
+        df = pd.concat([df, temp_df])
+    # Not in the book: months with no snapshot give header-only objects, whose empty date
+    # column turns the concatenated one into `object` and breaks the merges below.
+    df["download_date"] = pd.to_datetime(df["download_date"])
+    min_max_per_id = df.groupby(["id"]).agg(download_date_min=("download_date", "min"),
+                                            download_date_max=("download_date", "max")).reset_index()
+    df_with_min = pd.merge(min_max_per_id, df, how="left", left_on=["id", "download_date_min"],
+                           right_on=["id", "download_date"]).rename(columns={"price": "oldest_price"}).drop(
+        "download_date", axis=1)
+    df_with_max = pd.merge(df_with_min, df, how="left", left_on=["id", "download_date_max"],
+                           right_on=["id", "download_date"]).rename(columns={"price": "latest_price"}).drop(
+        "download_date", axis=1)
+    df_with_max = df_with_max[df_with_max["download_date_max"] != df_with_max["download_date_min"]]
+    df_with_max["price_diff_per_day"] = (df_with_max["latest_price"] - df_with_max["oldest_price"]) / (
+        (df_with_max["download_date_max"] - df_with_max["download_date_min"]).dt.days)
+    df_with_max[["price_diff_per_day"]] = df_with_max[["price_diff_per_day"]].apply(pd.to_numeric)
+    for name, frame in (("biggest_increase", df_with_max.nlargest(5, "price_diff_per_day")),
+                        ("biggest_decrease", df_with_max.nsmallest(5, "price_diff_per_day"))):
+        s3.put_object(Bucket=BUCKET, Key=f"book-results/{name}.json", Body=frame.to_json(orient="records").encode())
+
+
+def ferry_crunch(prefix: str) -> None:
+    import boto3
+
+    from ferry.airbnb.cruncher import crunch_s3
+
+    crunch_s3(boto3.client("s3"), BUCKET, prefix=prefix, results_prefix="ferry-results/")
+
+
 CANDIDATES = {f.__name__: f for f in (seed_postgres_to_s3, provider_sql_to_s3, bare_copy_multipart,
                                       ferry_postgres_to_s3, ferry_s3_to_sftp, provider_s3_to_sftp,
-                                      openssh_sftp_put)}
+                                      openssh_sftp_put, book_crunch, ferry_crunch)}
 
 if __name__ == "__main__":
     import logging
@@ -109,7 +151,7 @@ if __name__ == "__main__":
     for module in ("airflow.providers.amazon.aws.hooks.s3", "airflow.providers.amazon.aws.transfers.s3_to_sftp",
                    "airflow.providers.amazon.aws.transfers.sql_to_s3", "airflow.providers.postgres.hooks.postgres",
                    "airflow.providers.ssh.hooks.ssh", "boto3", "psycopg", "ferry.transfers.postgres_source",
-                   "ferry.transfers.writers"):
+                   "ferry.transfers.writers", "ferry.airbnb.cruncher", "pandas"):
         importlib.import_module(module)
 
     name, *args = sys.argv[1:]

@@ -61,7 +61,47 @@ def demo_transfers(stack: Stack) -> list[str]:
     return lines
 
 
-PIPELINES: list[Callable[[Stack], list[str]]] = [demo_transfers]
+#: The demo backfills every n-th monthly interval (and the last): 15 of the 57, about two
+#: minutes here. `python -m ferry.airbnb.backfill` (n = 1) runs all of them.
+AIRBNB_EVERY = 4
+
+
+def demo_inside_airbnb(stack: Stack) -> list[str]:
+    import json
+
+    import boto3
+
+    ensure_listings(stack)
+    log_file = stack.settings.logs / "demo-inside_airbnb.log"
+    started = time.monotonic()
+    with open(log_file, "wb") as log:
+        result = subprocess.run([sys.executable, "-m", "ferry.airbnb.backfill", str(AIRBNB_EVERY)],
+                                env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise RuntimeError(f"DAG inside_airbnb failed — log: {log_file}")
+    s3 = boto3.client("s3")
+    snapshots = [o for o in s3.list_objects_v2(Bucket="inside-airbnb", Prefix="listing-").get("Contents", [])]
+
+    def movers(name: str) -> list[dict]:
+        return json.loads(s3.get_object(Bucket="inside-airbnb", Key=f"results/{name}.json")["Body"].read())
+
+    from ferry.airbnb.backfill import monthly_dates
+
+    ran = len(monthly_dates(every=AIRBNB_EVERY))
+    lines = [f"inside_airbnb ({time.monotonic() - started:.0f} s): {ran} monthly intervals exported "
+             f"(every {AIRBNB_EVERY}th of 57, and the last); the cruncher read {len(snapshots)} snapshot objects"]
+    for title, name in (("biggest increases", "biggest_increase"), ("biggest decreases", "biggest_decrease")):
+        lines.append(f"  {title} (price change per day, oldest → latest snapshot):")
+        lines += [f"    listing {m['id']:>6}: {m['oldest_price']:>4} on {m['download_date_min']} → "
+                  f"{m['latest_price']:>4} on {m['download_date_max']}  ({m['price_diff_per_day']:+.3f}/day)"
+                  for m in movers(name)]
+    lines += [f"  s3://inside-airbnb/results/{k}" for k in
+              ("biggest_increase.json", "biggest_decrease.json", "report.png", "report.html")]
+    lines.append(f"  log: {log_file}")
+    return lines
+
+
+PIPELINES: list[Callable[[Stack], list[str]]] = [demo_transfers, demo_inside_airbnb]
 
 
 def main() -> int:

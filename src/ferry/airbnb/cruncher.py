@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -40,47 +41,76 @@ class Mover:
 
 
 class PriceSpan:
-    """Per listing: the earliest and latest priced snapshot seen so far."""
+    """Per listing: the earliest and the latest priced snapshot seen so far.
+
+    Listings live in numpy arrays behind a compact index of their ids (real Inside Airbnb ids
+    reach 10^18, so the ids cannot be array positions). Each object costs a sort of its own
+    rows plus vectorised updates: nothing is re-sorted per object, and memory is four numbers
+    per listing. On equal dates the earlier object wins for ``first`` and the later one for
+    ``last``.
+    """
+
+    _NO_DATE_FIRST = np.iinfo(np.int64).max
+    _NO_DATE_LAST = np.iinfo(np.int64).min
 
     def __init__(self) -> None:
-        self.first = pd.DataFrame({"date": pd.Series(dtype="datetime64[s]"), "price": pd.Series(dtype="int64")},
-                                  index=pd.Index([], dtype="int64", name="id"))
-        self.last = self.first.copy()
+        self.ids = pd.Index([], dtype="int64")
+        self.first_date = np.empty(0, dtype="int64")  # days since 1970-01-01
+        self.first_price = np.empty(0, dtype="float64")
+        self.last_date = np.empty(0, dtype="int64")
+        self.last_price = np.empty(0, dtype="float64")
 
     def add(self, batch: pa.RecordBatch | pa.Table) -> None:
-        frame = batch.to_pandas(date_as_object=False)
-        frame = frame[frame["price"].notna()]
-        if frame.empty:
+        price = batch.column("price").to_numpy(zero_copy_only=False).astype("float64")
+        ids = batch.column("id").to_numpy(zero_copy_only=False)
+        dates = batch.column("download_date").cast(pa.int32()).to_numpy(zero_copy_only=False)
+        keep = ~np.isnan(price) & ~pd.isna(ids)
+        if not keep.any():
             return
-        frame = pd.DataFrame({"id": frame["id"].astype("int64"), "date": frame["download_date"].astype("datetime64[s]"),
-                              "price": frame["price"].astype("int64")})
-        ordered = frame.sort_values(["id", "date"], kind="stable")
-        self.first = self._merge(self.first, ordered.drop_duplicates("id", keep="first"), keep="first")
-        self.last = self._merge(self.last, ordered.drop_duplicates("id", keep="last"), keep="last")
+        ids, dates, price = ids[keep].astype("int64"), dates[keep].astype("int64"), price[keep]
+        order = np.lexsort((dates, ids))  # by id, then date; stable
+        ids, dates, price = ids[order], dates[order], price[order]
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        ends = np.r_[starts[1:] - 1, len(ids) - 1]
+        where = self._positions(ids[starts])
+        earlier = dates[starts] < self.first_date[where]
+        self.first_date[where[earlier]] = dates[starts][earlier]
+        self.first_price[where[earlier]] = price[starts][earlier]
+        later = dates[ends] >= self.last_date[where]
+        self.last_date[where[later]] = dates[ends][later]
+        self.last_price[where[later]] = price[ends][later]
 
-    @staticmethod
-    def _merge(state: pd.DataFrame, new: pd.DataFrame, keep: str) -> pd.DataFrame:
-        both = pd.concat([state.reset_index(), new], ignore_index=True)
-        both = both.sort_values(["id", "date"], kind="stable")
-        return both.drop_duplicates("id", keep=keep).set_index("id")
+    def _positions(self, unique_ids: np.ndarray) -> np.ndarray:
+        where = self.ids.get_indexer(unique_ids)
+        new = where == -1
+        if new.any():
+            count, added = len(self.ids), int(new.sum())
+            self.ids = self.ids.append(pd.Index(unique_ids[new]))
+            self.first_date = np.r_[self.first_date, np.full(added, self._NO_DATE_FIRST)]
+            self.last_date = np.r_[self.last_date, np.full(added, self._NO_DATE_LAST)]
+            self.first_price = np.r_[self.first_price, np.zeros(added)]
+            self.last_price = np.r_[self.last_price, np.zeros(added)]
+            where[new] = np.arange(count, count + added)
+        return where
 
     def movers(self, top: int = TOP) -> tuple[list[Mover], list[Mover]]:
-        spans = self.first.join(self.last, lsuffix="_min", rsuffix="_max")
-        spans = spans[spans["date_max"] > spans["date_min"]]
-        days = (spans["date_max"] - spans["date_min"]).dt.days.astype("float64")
-        spans = spans.assign(diff=(spans["price_max"] - spans["price_min"]) / days).reset_index()
-        increases = spans.sort_values(["diff", "id"], ascending=[False, True], kind="stable").head(top)
-        decreases = spans.sort_values(["diff", "id"], ascending=[True, True], kind="stable").head(top)
-        return _records(increases), _records(decreases)
+        spans = self.last_date > self.first_date  # priced on two different dates at least
+        ids = self.ids.to_numpy()[spans]
+        days = (self.last_date - self.first_date)[spans]
+        diff = (self.last_price[spans] - self.first_price[spans]) / days
+        def pick(order: np.ndarray) -> list[Mover]:
+            return [
+                Mover(id=int(ids[i]), download_date_min=_iso(self.first_date[spans][i]),
+                      download_date_max=_iso(self.last_date[spans][i]), oldest_price=int(self.first_price[spans][i]),
+                      latest_price=int(self.last_price[spans][i]), price_diff_per_day=float(diff[i]))
+                for i in order[:top]
+            ]
+
+        return pick(np.lexsort((ids, -diff))), pick(np.lexsort((ids, diff)))
 
 
-def _records(frame: pd.DataFrame) -> list[Mover]:
-    return [
-        Mover(id=int(r.id), download_date_min=r.date_min.date().isoformat(),
-              download_date_max=r.date_max.date().isoformat(), oldest_price=int(r.price_min),
-              latest_price=int(r.price_max), price_diff_per_day=float(r.diff))
-        for r in frame.itertuples()
-    ]
+def _iso(days: int) -> str:
+    return str(np.datetime64(int(days), "D"))
 
 
 CSV_OPTIONS = {
