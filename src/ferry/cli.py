@@ -40,15 +40,31 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _airbnb_generate(args: argparse.Namespace) -> None:
+    from ferry.airbnb.generate import generate
+
+    with _inside_airbnb() as conn:
+        print(f"listings: {generate(conn, rows=args.rows, seed=args.seed):,} rows")
+
+
+def _airbnb_load(args: argparse.Namespace) -> None:
+    import datetime
+
+    from ferry.airbnb.generate import load, snapshot_date_of
+
+    with _inside_airbnb() as conn:
+        for path in args.files:
+            day = datetime.date.fromisoformat(args.date) if args.date else snapshot_date_of(path)
+            print(f"{path}: {load(conn, path, day):,} listings as the snapshot of {day}")
+
+
+def _inside_airbnb():
     import psycopg
 
-    from ferry.airbnb.generate import generate
     from ferry.stack.environment import stack_environment
 
     env = stack_environment(Stack().settings)
     dsn = f"host={env['PGHOST']} port={env['PGPORT']} user={env['PGUSER']} dbname=inside_airbnb"
-    with psycopg.connect(dsn, password=env["PGPASSWORD"], autocommit=True) as conn:
-        print(f"listings: {generate(conn, rows=args.rows, seed=args.seed):,} rows")
+    return psycopg.connect(dsn, password=env["PGPASSWORD"], autocommit=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--rows", type=int, default=1_000_000, help="about this many rows (default 1,000,000)")
     gen.add_argument("--seed", type=int, default=7)
     gen.set_defaults(func=_airbnb_generate)
+    load = airbnb.add_parser("load", help="load real Inside Airbnb listings.csv files (replaces their dates)")
+    load.add_argument("files", nargs="+", help="listings.csv files; the date is read from each name")
+    load.add_argument("--date", help="snapshot date (YYYY-MM-DD) for files whose name holds none")
+    load.set_defaults(func=_airbnb_load)
     return parser
 
 
@@ -85,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except RuntimeError as exc:  # a pipeline of the demo failed; the message names its log
+    except (RuntimeError, ValueError, FileNotFoundError) as exc:  # a failed pipeline, a bad file
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyError as exc:

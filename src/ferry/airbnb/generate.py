@@ -153,3 +153,49 @@ def generate(conn: psycopg.Connection, *, rows: int = 1_000_000, seed: int = 7) 
         )
     conn.execute("ANALYZE listings")
     return conn.execute("SELECT count(*) FROM listings").fetchone()[0]
+
+
+# -- real files ------------------------------------------------------------------------------------
+
+LOAD_COLUMNS = [
+    "id", "name", "host_id", "host_name", "neighbourhood_group", "neighbourhood", "latitude", "longitude",
+    "room_type", "price", "minimum_nights", "number_of_reviews", "last_review", "reviews_per_month",
+    "calculated_host_listings_count", "availability_365",
+]
+
+
+def snapshot_date_of(path: str) -> date:
+    """The snapshot date in a file name such as ``listings-2019-12-07.csv`` or ``2019-12-07/listings.csv``."""
+    import re
+
+    found = re.findall(r"(\d{4})-(\d{2})-(\d{2})", path)
+    if not found:
+        raise ValueError(f"{path}: no YYYY-MM-DD date in the name; pass the snapshot date explicitly")
+    return date(*map(int, found[-1]))
+
+
+def load(conn: psycopg.Connection, path: str, download_date: date) -> int:
+    """Load one Inside Airbnb ``listings.csv`` (the summary file) as the snapshot of ``download_date``.
+
+    Extra columns of newer files are ignored; a price like ``$1,234.00`` (detailed files) is
+    accepted. Loading the same date again replaces that snapshot, so loads are idempotent.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+        include_columns=LOAD_COLUMNS, include_missing_columns=True,
+        column_types={"price": pa.string(), "last_review": pa.string()}))
+    price = pc.replace_substring_regex(table["price"], r"[$,\s]", "")
+    table = table.set_column(table.schema.get_field_index("price"), "price",
+                             pc.cast(pc.round(pc.cast(pc.if_else(pc.equal(price, ""), None, price), pa.float64())),
+                                     pa.int32()))
+    with conn.transaction():
+        conn.execute(SCHEMA)
+        conn.execute("DELETE FROM listings WHERE download_date = %s", (download_date,))
+        columns = ", ".join(LOAD_COLUMNS)
+        with conn.cursor() as cur, cur.copy(f"COPY listings ({columns}, download_date) FROM STDIN") as copy:
+            for row in table.to_pylist():
+                copy.write_row([row[c] if row[c] != "" else None for c in LOAD_COLUMNS] + [download_date])
+    return table.num_rows
