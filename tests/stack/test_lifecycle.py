@@ -31,6 +31,11 @@ def parse_exports(text: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
 
 
+def connect(exported: dict[str, str], **kwargs) -> psycopg.Connection:
+    return psycopg.connect(host="127.0.0.1", port=int(exported["PGPORT"]), user=exported["PGUSER"],
+                           password=exported["PGPASSWORD"], dbname="inside_airbnb", **kwargs)
+
+
 @pytest.fixture
 def own_stack():
     env = isolated_settings_env("ferry-lifecycle-")
@@ -60,14 +65,7 @@ def test_up_status_env_down_up_keeps_data(own_stack):
     assert exported["PGPORT"] == env["FERRY_POSTGRES_PORT"]
 
     # Write something into each stateful service.
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=int(exported["PGPORT"]),
-        user=exported["PGUSER"],
-        password=exported["PGPASSWORD"],
-        dbname="inside_airbnb",
-        autocommit=True,
-    ) as conn:
+    with connect(exported, autocommit=True) as conn:
         conn.execute("CREATE TABLE kept (v text)")
         conn.execute("INSERT INTO kept VALUES ('still here')")
     s3 = boto3.client(
@@ -96,13 +94,7 @@ def test_up_status_env_down_up_keeps_data(own_stack):
     assert all(line.split()[1] == "down" for line in status), status
 
     assert run_ferry(env, "stack", "up").returncode == 0
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=int(exported["PGPORT"]),
-        user=exported["PGUSER"],
-        password=exported["PGPASSWORD"],
-        dbname="inside_airbnb",
-    ) as conn:
+    with connect(exported) as conn:
         assert conn.execute("SELECT v FROM kept").fetchall() == [("still here",)]
     obj = s3.get_object(Bucket="kept", Key="deep/key with spaces.txt")
     assert obj["Body"].read() == b"\x00bytes\xff"

@@ -6,13 +6,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.compression import EXTENSIONS, Compression
 from ferry.transfers.mongo_source import MongoQuery
-from ferry.transfers.postgres_to_s3 import COMPRESSED_CONTENT_TYPES, CONTENT_TYPES
 from ferry.transfers.progress import Progress
-from ferry.transfers.s3_sink import S3Output
+from ferry.transfers.s3_target import open_s3_output
 
 Transform = Callable[[Iterable[dict[str, Any]]], Iterable[dict[str, Any]]]
 
@@ -83,25 +81,12 @@ class MongoToS3Operator(BaseOperator):
         self.batch_size = batch_size
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from airflow.providers.mongo.hooks.mongo import MongoHook
 
         from ferry.transfers import mongo_source, writers
 
-        content_type = CONTENT_TYPES[self.file_format]
-        if self.compression and self.file_format == "jsonl":
-            content_type = COMPRESSED_CONTENT_TYPES[self.compression]
-        output = S3Output(
-            S3Hook(aws_conn_id=self.s3_conn_id).get_conn(),
-            self.s3_bucket,
-            self.s3_key,
-            content_type=content_type,
-            replace=self.replace,
-        )
-        try:
-            output.check_target()
-        except (FileNotFoundError, FileExistsError) as exc:
-            raise AirflowException(str(exc)) from exc
+        output = open_s3_output(self.s3_conn_id, self.s3_bucket, self.s3_key, file_format=self.file_format,
+                                compression=self.compression, replace=self.replace)
 
         hook = MongoHook(mongo_conn_id=self.mongo_conn_id)
         client = hook.get_conn()

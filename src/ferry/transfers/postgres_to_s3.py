@@ -11,12 +11,11 @@ from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.compression import EXTENSIONS, Compression
 from ferry.transfers.progress import Progress
-from ferry.transfers.s3_sink import DEFAULT_PART_SIZE, S3Output
+from ferry.transfers.s3_sink import DEFAULT_PART_SIZE
+from ferry.transfers.s3_target import CONTENT_TYPES, open_s3_output
 
 FileFormat = Literal["csv", "jsonl", "parquet"]
 
-CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
-COMPRESSED_CONTENT_TYPES = {"gzip": "application/gzip", "zstd": "application/zstd"}
 
 log = logging.getLogger(__name__)
 
@@ -91,31 +90,17 @@ class PostgresToS3Operator(BaseOperator):
         self.replace = replace
         self.part_size = part_size
 
-    def _content_type(self) -> str:
-        if self.compression and self.file_format != "parquet":
-            return COMPRESSED_CONTENT_TYPES[self.compression]
-        return CONTENT_TYPES[self.file_format]
-
     def execute(self, context: Context) -> dict[str, Any]:
         import psycopg
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         from ferry.transfers import postgres_source, writers
 
-        output = S3Output(
-            S3Hook(aws_conn_id=self.s3_conn_id).get_conn(),
-            self.s3_bucket,
-            self.s3_key,
-            content_type=self._content_type(),
-            split=bool(self.max_rows_per_file or self.max_bytes_per_file),
-            replace=self.replace,
-            part_size=self.part_size,
+        output = open_s3_output(
+            self.s3_conn_id, self.s3_bucket, self.s3_key, file_format=self.file_format,
+            compression=self.compression, split=bool(self.max_rows_per_file or self.max_bytes_per_file),
+            replace=self.replace, part_size=self.part_size,
         )
-        try:
-            output.check_target()
-        except (FileNotFoundError, FileExistsError) as exc:
-            raise AirflowException(str(exc)) from exc
 
         target = f"s3://{self.s3_bucket}/{self.s3_key}"
         progress = Progress(self.log, f"{self.file_format} → {target}")

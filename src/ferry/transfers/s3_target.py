@@ -1,0 +1,34 @@
+"""The checked S3 destination every S3-writing operator starts from."""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowException
+
+from ferry.transfers.compression import Compression
+from ferry.transfers.s3_sink import DEFAULT_PART_SIZE, S3Output
+
+CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
+COMPRESSED_CONTENT_TYPES = {"gzip": "application/gzip", "zstd": "application/zstd"}
+
+
+def content_type(file_format: str, compression: Compression) -> str:
+    # Parquet compresses inside the file (column codecs): it stays a parquet file.
+    if compression and file_format != "parquet":
+        return COMPRESSED_CONTENT_TYPES[compression]
+    return CONTENT_TYPES[file_format]
+
+
+def open_s3_output(s3_conn_id: str, bucket: str, key: str, *, file_format: str, compression: Compression,
+                   split: bool = False, replace: bool = True, part_size: int = DEFAULT_PART_SIZE) -> S3Output:
+    """An :class:`S3Output` whose bucket exists and whose key may be written, or a task failure
+    that says which it is, raised before any data moves."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    output = S3Output(S3Hook(aws_conn_id=s3_conn_id).get_conn(), bucket, key,
+                      content_type=content_type(file_format, compression), split=split, replace=replace,
+                      part_size=part_size)
+    try:
+        output.check_target()
+    except (FileNotFoundError, FileExistsError) as exc:
+        raise AirflowException(str(exc)) from exc
+    return output
