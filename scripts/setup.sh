@@ -29,3 +29,15 @@ if ! "$python" -m uv --version >/dev/null 2>&1; then
   "$python" -m pip install --quiet --disable-pip-version-check uv
 fi
 "$python" -m uv sync --frozen --quiet --python "$python"
+
+# Spark: the full pyspark wheel (spark-submit, the JVM jars) in its own folder, from a
+# hash-locked list. Not in the venv: the Spark provider installs pyspark-client there, which
+# owns the same `pyspark` package name. Reinstalled only when spark/requirements.txt changes.
+spark_stamp=".spark/.installed-$(sha256sum spark/requirements.txt | cut -c1-16)"
+if [ ! -f "$spark_stamp" ]; then
+  echo "setup: installing Spark (pyspark) into .spark/"
+  rm -rf .spark
+  "$python" -m uv pip install --quiet --python .venv/bin/python --target .spark --require-hashes -r spark/requirements.txt
+  touch "$spark_stamp"
+fi
+

@@ -10,9 +10,12 @@ from ferry.stack.environment import export_lines, stack_environment
 
 
 def _stack_up(args: argparse.Namespace) -> None:
-    names = list(args.services) + (["airflow"] if args.airflow else [])
-    if args.airflow and not args.services:
-        names = ["postgres", "s3", "sshd", "airflow"]
+    from ferry.stack.stack import CORE_SERVICES, SPARK_SERVICES
+
+    names = list(args.services)
+    if (args.airflow or args.spark) and not names:
+        names = [cls.name for cls in CORE_SERVICES]
+    names += (["airflow"] if args.airflow else []) + (list(SPARK_SERVICES) if args.spark else [])
     Stack().up(names or None)
 
 
@@ -74,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     stack = commands.add_parser("stack", help="the local stack of stand-in services")
     actions = stack.add_subparsers(dest="action", required=True)
     up = actions.add_parser("up", help="start what is not running and wait until it answers")
-    up.add_argument("services", nargs="*", help="postgres, s3, sshd, airflow (default: all but airflow)")
+    up.add_argument("services", nargs="*",
+                    help="postgres, s3, sshd, airflow, spark, spark-worker (default: the first 3)")
     up.add_argument("--airflow", action="store_true", help="also start Airflow (api-server, scheduler, …)")
+    up.add_argument("--spark", action="store_true", help="also start a Spark standalone master and worker")
     up.set_defaults(func=_stack_up)
     down = actions.add_parser("down", help="stop services; their data is kept")
     down.add_argument("services", nargs="*")

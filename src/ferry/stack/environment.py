@@ -12,6 +12,7 @@ import json
 import shlex
 
 from ferry.stack.settings import REGION, StackSettings, project_root
+from ferry.stack.spark import spark_environment, spark_home
 from ferry.stack.sshd import SshdService
 
 #: Connection ids the stack defines, and what they point at.
@@ -20,6 +21,9 @@ CONNECTION_IDS = {
     "inside_airbnb": "PostgreSQL, database inside_airbnb",
     "sftp_default": "sshd's SFTP subsystem",
     "ssh_default": "sshd",
+    "spark_local": "Spark in-process on the worker (local[*])",
+    "spark_default": "the Spark standalone master",
+    "spark_rest": "the Spark master's REST submission server",
 }
 
 
@@ -56,6 +60,12 @@ def connections(settings: StackSettings) -> dict[str, dict]:
         },
         "sftp_default": {"conn_type": "sftp", **ssh},
         "ssh_default": {"conn_type": "ssh", **ssh},
+        # spark-submit is found on PATH (the provider accepts only bare binary names).
+        "spark_local": {"conn_type": "spark", "host": "local[*]"},
+        "spark_default": {"conn_type": "spark", "host": f"spark://{settings.host}", "port": settings.ports["spark"],
+                          "extra": {"deploy-mode": "client"}},
+        "spark_rest": {"conn_type": "http", "host": settings.host, "port": settings.ports["spark-rest"],
+                       "schema": "http"},
     }
 
 
@@ -107,6 +117,11 @@ def stack_environment(settings: StackSettings) -> dict[str, str]:
         "PGPASSWORD": creds.postgres_password,
         "PGDATABASE": "inside_airbnb",
         **airflow_config(settings),
+        **spark_environment(settings),
+        # Where the Spark DAG stages snapshots and writes results, and the spark-submit an SSH
+        # session should run (the "remote" host here is this one).
+        "AIRFLOW_VAR_FERRY_SPARK_WORK_DIR": str(settings.data("spark")),
+        "AIRFLOW_VAR_FERRY_SPARK_SUBMIT": str(spark_home() / "bin" / "spark-submit"),
     }
     for conn_id, conn in connections(settings).items():
         env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn, separators=(",", ":"))

@@ -78,7 +78,7 @@ class Service(ABC):
 
     def status_line(self) -> str:
         state = "up" if self.is_running() and self.ready() else "down"
-        return f"{self.name:<9} {state:<5} {self.endpoint:<22} {self.detail()}"
+        return f"{self.name:<12} {state:<5} {self.endpoint:<22} {self.detail()}"
 
     def detail(self) -> str:
         """Extra words for the status line (a URL, a user name)."""

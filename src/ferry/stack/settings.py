@@ -14,6 +14,10 @@ DEFAULT_PORTS: dict[str, tuple[str, int]] = {
     "s3": ("FERRY_S3_PORT", 15000),
     "sshd": ("FERRY_SSH_PORT", 12222),
     "airflow": ("FERRY_AIRFLOW_PORT", 18080),
+    "spark": ("FERRY_SPARK_PORT", 17077),
+    "spark-rest": ("FERRY_SPARK_REST_PORT", 16066),
+    "spark-ui": ("FERRY_SPARK_UI_PORT", 18088),
+    "spark-worker": ("FERRY_SPARK_WORKER_UI_PORT", 18089),
 }
 
 #: AWS region the local stack pretends to be in; the seed's sample bucket lives there.

@@ -9,11 +9,13 @@ from ferry.stack.postgres import PostgresService
 from ferry.stack.s3 import S3Service
 from ferry.stack.service import Service
 from ferry.stack.settings import StackSettings
+from ferry.stack.spark import SparkMasterService, SparkWorkerService
 from ferry.stack.sshd import SshdService
 
-#: Started by ``ferry stack up``; Airflow (it needs PostgreSQL) only on request.
+#: Started by ``ferry stack up``; Airflow and Spark only on request (--airflow, --spark).
 CORE_SERVICES: tuple[type[Service], ...] = (PostgresService, S3Service, SshdService)
-OPTIONAL_SERVICES: tuple[type[Service], ...] = (AirflowService,)
+OPTIONAL_SERVICES: tuple[type[Service], ...] = (AirflowService, SparkMasterService, SparkWorkerService)
+SPARK_SERVICES = ("spark", "spark-worker")
 
 
 class Stack:
@@ -53,7 +55,7 @@ class Stack:
             was_running = service.is_running()
             service.stop()
             if was_running:
-                echo(f"{service.name:<9} stopped")
+                echo(f"{service.name:<12} stopped")
 
     def status(self) -> list[str]:
         return [self.service(name).status_line() for name in self._services]
