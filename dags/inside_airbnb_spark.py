@@ -43,7 +43,18 @@ def inside_airbnb_spark():
         return stage_from_s3(S3Hook(aws_conn_id="aws_default").get_conn(), "inside-airbnb", "listing-",
                              work / "staging")
 
+    @task
+    def check_spark_master() -> None:
+        """One clear line if the standalone master (or its REST server) is down."""
+        from airflow.sdk import BaseHook
+
+        from ferry.spark.rest import require_master
+
+        master, rest = BaseHook.get_connection("spark_default"), BaseHook.get_connection("spark_rest")
+        require_master(f"{master.host}:{master.port}", rest_port=rest.port)
+
     staged = stage_snapshots()
+    master_up = check_spark_master()
     spark_conf = {"spark.ui.enabled": "false"}
 
     spark_submit_local = SparkSubmitOperator(
@@ -106,6 +117,7 @@ def inside_airbnb_spark():
                                    work / "results" / run_id.replace(":", "_").replace("+", "_"))
 
     request = rest_request(staged)
+    master_up >> [spark_submit_standalone, ssh_spark_submit, request]
     staged >> [spark_submit_local, spark_submit_standalone, ssh_spark_submit]
     request >> rest_submit >> rest_wait_for_driver
     [spark_submit_local, spark_submit_standalone, ssh_spark_submit, rest_wait_for_driver] >> compare_and_publish()

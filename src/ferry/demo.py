@@ -101,7 +101,34 @@ def demo_inside_airbnb(stack: Stack) -> list[str]:
     return lines
 
 
-PIPELINES: list[Callable[[Stack], list[str]]] = [demo_transfers, demo_inside_airbnb]
+def demo_inside_airbnb_spark(stack: Stack) -> list[str]:
+    from ferry.stack.stack import SPARK_SERVICES
+
+    stack.up(list(SPARK_SERVICES), echo=lambda line: None)
+    seconds, log_file = run_dag(stack, "inside_airbnb_spark", "2019-12-07")
+    with stack.service("postgres").connect("airflow") as conn:
+        durations = conn.execute(
+            "SELECT task_id, extract(epoch FROM end_date - start_date) FROM task_instance "
+            "WHERE dag_id = 'inside_airbnb_spark' AND run_id = (SELECT run_id FROM dag_run "
+            "WHERE dag_id = 'inside_airbnb_spark' ORDER BY start_date DESC LIMIT 1)"
+        ).fetchall()
+    took = dict(durations)
+    ways = {
+        "spark-submit, local[*]": took.get("spark_submit_local"),
+        "spark-submit, standalone master": took.get("spark_submit_standalone"),
+        "spark-submit over SSH": took.get("ssh_spark_submit"),
+        "REST API (submit, wait for the driver)": sum(
+            took.get(t) or 0 for t in ("rest_submit", "rest_wait_for_driver")
+        ),
+    }
+    lines = [f"inside_airbnb_spark ({seconds:.0f} s): the cruncher on Spark, three ways; all agree with the "
+             "in-process cruncher"]
+    lines += [f"  {way:<42} {t:6.1f} s" for way, t in ways.items() if t]
+    lines += ["  s3://inside-airbnb/results/spark/biggest_increase.json, …/biggest_decrease.json", f"  log: {log_file}"]
+    return lines
+
+
+PIPELINES: list[Callable[[Stack], list[str]]] = [demo_transfers, demo_inside_airbnb, demo_inside_airbnb_spark]
 
 
 def main() -> int:

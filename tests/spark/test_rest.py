@@ -7,7 +7,7 @@ import json
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
-from ferry.spark.rest import create_submission, driver_finished, submission_id
+from ferry.spark.rest import create_submission, driver_finished, require_master, submission_id
 
 
 class Answer:
@@ -35,3 +35,16 @@ def test_driver_states():
         driver_finished(Answer({"driverState": "FAILED", "submissionId": "d-1", "message": "Exception: boom"}))
     with pytest.raises(AirflowException, match="refused the submission: no"):
         submission_id(Answer({"success": False, "message": "no"}))
+
+
+def test_a_master_that_is_not_running_is_one_clear_line():
+    import socket
+
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(AirflowException) as failure:
+        require_master(f"spark://127.0.0.1:{port}")
+    message = str(failure.value)
+    assert f"Spark master at 127.0.0.1:{port}" in message and "ferry stack up --spark" in message
+    assert "\n" not in message

@@ -51,3 +51,26 @@ def driver_finished(response: Any) -> bool:
         raise AirflowException(f"Spark driver {body.get('submissionId')} ended {state} on "
                                f"{body.get('workerHostPort', '?')}: {detail.strip()[:2000]}")
     return state == "FINISHED"
+
+
+def require_master(host_port: str, rest_port: int | None = None, timeout: float = 3.0) -> None:
+    """Fail fast, in one line, when the Spark master does not answer.
+
+    spark-submit would otherwise retry for a minute and bury the cause in a long log.
+    ``host_port`` is ``spark://host:port`` or ``host:port``.
+    """
+    import socket
+
+    address = host_port.removeprefix("spark://")
+    host, _, port = address.rpartition(":")
+    for number, what in ((int(port), "master"), (rest_port, "REST server")):
+        if number is None:
+            continue
+        try:
+            with socket.create_connection((host, number), timeout=timeout):
+                pass
+        except OSError as exc:
+            raise AirflowException(
+                f"the Spark {what} at {host}:{number} (master spark://{address}) does not answer: {exc}; "
+                "is it running? (locally: `ferry stack up --spark`)"
+            ) from None
