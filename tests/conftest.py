@@ -68,3 +68,10 @@ def airflow_db(stack: Stack) -> None:
         capture_output=True,
         env=os.environ.copy(),
     )
+
+
+def empty_bucket(s3, bucket: str) -> None:
+    """Delete every object in ``bucket`` (test data left by an earlier test module)."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            s3.delete_object(Bucket=bucket, Key=obj["Key"])

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.airbnb.test_cruncher import reference
+from tests.conftest import empty_bucket
 
 pytestmark = pytest.mark.integration
 
@@ -34,9 +35,7 @@ def s3(stack):
     import boto3
 
     client = boto3.client("s3")
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for obj in page.get("Contents", []):
-            client.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    empty_bucket(client, BUCKET)
     return client
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import empty_bucket
+
 pytestmark = pytest.mark.integration
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -33,9 +35,7 @@ def snapshots(spark):
     from ferry.transfers import PostgresToS3Operator
 
     s3 = boto3.client("s3")
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-        for obj in page.get("Contents", []):
-            s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    empty_bucket(s3, BUCKET)
     with spark.service("postgres").connect("inside_airbnb", autocommit=True) as conn:
         generate(conn, rows=20_000, seed=5)
     for day in [d.isoformat() for d in download_dates()[20:25:2]]:  # overlapping listings: real movers

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator, Context
 
 from ferry.transfers.compression import EXTENSIONS, Compression
-from ferry.transfers.mongo_source import MongoQuery
 from ferry.transfers.progress import Progress
 from ferry.transfers.s3_target import open_s3_output
+
+if TYPE_CHECKING:  # pyarrow, which mongo_source needs, stays out of DAG parsing
+    from ferry.transfers.mongo_source import MongoQuery
 
 Transform = Callable[[Iterable[dict[str, Any]]], Iterable[dict[str, Any]]]
 
