@@ -1,0 +1,1 @@
+"""The handwritten-digit classifier: RecordIO data, training, the endpoint, the API."""
