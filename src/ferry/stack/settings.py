@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 #: Default ports; each can be overridden by the environment variable named beside it.
@@ -83,8 +84,9 @@ class StackSettings:
         ports = {name: int(env.get(var) or default) for name, (var, default) in DEFAULT_PORTS.items()}
         return cls(home=home, ports=ports)
 
-    @property
+    @cached_property
     def credentials(self) -> Credentials:
+        # Read once per settings object: building the environment asks for it many times.
         return Credentials.load_or_create(self.home / "credentials.json")
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -177,7 +178,8 @@ class S3Output:
 
     def _existing_part_keys(self) -> dict[str, int]:
         pattern = part_key_pattern(self.key)
-        prefix = part_key(self.key, 0).split("-part-")[0] if "{part}" not in self.key else self.key.split("{part}")[0]
+        # Where parts 0 and 1 first differ: an S3 prefix is a string, compared character by character.
+        prefix = os.path.commonprefix([part_key(self.key, 0), part_key(self.key, 1)])  # noqa: RUF071
         found: dict[str, int] = {}
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
