@@ -17,7 +17,7 @@ from ferry.stack.sshd import SshdService
 
 #: Connection ids the stack defines, and what they point at.
 CONNECTION_IDS = {
-    "aws_default": "the S3 endpoint and SageMaker control plane (moto)",
+    "aws_default": "the S3 endpoint and SageMaker control plane (moto); sagemaker-runtime: the endpoint server",
     "inside_airbnb": "PostgreSQL, database inside_airbnb",
     "sftp_default": "sshd's SFTP subsystem",
     "ssh_default": "sshd",
@@ -48,7 +48,9 @@ def connections(settings: StackSettings) -> dict[str, dict]:
             "conn_type": "aws",
             "login": creds.aws_access_key_id,
             "password": creds.aws_secret_access_key,
-            "extra": {"region_name": REGION, "endpoint_url": settings.url("s3")},
+            # moto plays S3 and SageMaker's control plane; ferry's endpoint server its runtime.
+            "extra": {"region_name": REGION, "endpoint_url": settings.url("s3"),
+                      "service_config": {"sagemaker-runtime": {"endpoint_url": settings.url("endpoint")}}},
         },
         "inside_airbnb": {
             "conn_type": "postgres",
@@ -110,6 +112,10 @@ def stack_environment(settings: StackSettings) -> dict[str, str]:
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ENDPOINT_URL_S3": settings.url("s3"),
         "AWS_ENDPOINT_URL_SAGEMAKER": settings.url("s3"),
+        # The endpoint server plays SageMaker's runtime (invoke_endpoint); the API is the
+        # Chalice app in front of it. Unset the first to reach real SageMaker endpoints.
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": settings.url("endpoint"),
+        "FERRY_API_URL": settings.url("api"),
         # psql with no arguments lands in the inside_airbnb database.
         "PGHOST": settings.host,
         "PGPORT": str(settings.ports["postgres"]),

@@ -9,7 +9,7 @@ from ferry.stack.service import Service
 from ferry.stack.settings import REGION
 
 #: Buckets the pipelines write to; on AWS they are yours and exist already.
-BUCKETS = ("inside-airbnb",)
+BUCKETS = ("inside-airbnb", "ferry-digits")
 #: Plays SageMaker's public sample bucket, from which the digits DAG copies mnist.pkl.gz.
 SAMPLE_BUCKET = f"sagemaker-sample-data-{REGION}"
 

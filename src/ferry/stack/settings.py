@@ -19,6 +19,8 @@ DEFAULT_PORTS: dict[str, tuple[str, int]] = {
     "spark-rest": ("FERRY_SPARK_REST_PORT", 16066),
     "spark-ui": ("FERRY_SPARK_UI_PORT", 18088),
     "spark-worker": ("FERRY_SPARK_WORKER_UI_PORT", 18089),
+    "endpoint": ("FERRY_ENDPOINT_PORT", 18090),
+    "api": ("FERRY_API_PORT", 18000),
 }
 
 #: AWS region the local stack pretends to be in; the seed's sample bucket lives there.

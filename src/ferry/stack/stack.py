@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ferry.stack.airflow import AirflowService
+from ferry.stack.digits import ApiService, EndpointService
 from ferry.stack.postgres import PostgresService
 from ferry.stack.s3 import S3Service
 from ferry.stack.service import Service
@@ -13,7 +14,7 @@ from ferry.stack.spark import SparkMasterService, SparkWorkerService
 from ferry.stack.sshd import SshdService
 
 #: Started by ``ferry stack up``; Airflow and Spark only on request (--airflow, --spark).
-CORE_SERVICES: tuple[type[Service], ...] = (PostgresService, S3Service, SshdService)
+CORE_SERVICES: tuple[type[Service], ...] = (PostgresService, S3Service, SshdService, EndpointService, ApiService)
 OPTIONAL_SERVICES: tuple[type[Service], ...] = (AirflowService, SparkMasterService, SparkWorkerService)
 SPARK_SERVICES = ("spark", "spark-worker")
 

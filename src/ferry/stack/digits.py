@@ -1,0 +1,92 @@
+"""The digits classifier's two servers: the endpoint server and the Chalice API in front of it.
+
+``endpoint`` plays SageMaker's runtime (ferry.digits.endpoint); ``api`` is the seed's Chalice app
+under ``chalice local``, calling that endpoint through boto3 as it would call SageMaker.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.request
+from pathlib import Path
+
+from ferry.stack.process import read_pid, spawn, stop_pid
+from ferry.stack.service import Service
+from ferry.stack.settings import project_root
+
+
+def api_project() -> Path:
+    return project_root() / "api"
+
+
+class _ProcessService(Service):
+    """A service that is one process we start, with the stack's environment."""
+
+    @property
+    def pid_file(self) -> Path:
+        return self.settings.run / f"{self.name}.pid"
+
+    def is_running(self) -> bool:
+        return read_pid(self.pid_file) is not None
+
+    def stop(self) -> None:
+        if (pid := read_pid(self.pid_file)) is not None:
+            stop_pid(pid)
+        self.pid_file.unlink(missing_ok=True)
+
+    def environment(self) -> dict[str, str]:
+        from ferry.stack.environment import stack_environment
+
+        return {**os.environ, **stack_environment(self.settings)}
+
+    def answers_http(self, path: str) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.settings.url(self.name)}{path}", timeout=1):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered, even if with an error status
+        except OSError:
+            return False
+
+    def detail(self) -> str:
+        return self.settings.url(self.name)
+
+
+class EndpointService(_ProcessService):
+    name = "endpoint"
+
+    @property
+    def registry(self) -> Path:
+        return self.settings.data("endpoint") / "endpoints.json"
+
+    def _launch(self) -> None:
+        spawn(
+            [sys.executable, "-m", "ferry.digits.endpoint", "--host", self.settings.host, "--port", str(self.port),
+             "--registry", str(self.registry)],
+            pid_file=self.pid_file, log_file=self.log_file, env=self.environment(),
+        )
+
+    def ready(self) -> bool:
+        return self.answers_http("/ping")
+
+    def detail(self) -> str:
+        return f"{self.settings.url(self.name)} (SageMaker runtime API)"
+
+
+class ApiService(_ProcessService):
+    name = "api"
+
+    def _launch(self) -> None:
+        chalice = Path(sys.executable).parent / "chalice"
+        spawn(
+            [str(chalice), "--project-dir", str(api_project()), "local", "--host", self.settings.host,
+             "--port", str(self.port), "--stage", "local", "--no-autoreload"],
+            pid_file=self.pid_file, log_file=self.log_file, env=self.environment(), cwd=api_project(),
+        )
+
+    def ready(self) -> bool:
+        return self.answers_http("/")
+
+    def detail(self) -> str:
+        return f"{self.settings.url(self.name)} (POST a JPEG/PNG; open in a browser to draw)"
