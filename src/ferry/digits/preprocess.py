@@ -53,8 +53,11 @@ def open_image(data: bytes) -> Image.Image:
             image.load()
     except ImageRejected:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(f"the body is not a picture we can read ({type(exc).__name__})") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(f"the picture is too large to decode; at most {MAX_PIXELS:,} pixels are accepted",
+                            413) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageRejected("the body is not a picture we can read; send a JPEG or PNG") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageRejected(f"the picture is damaged or truncated: {exc}") from exc
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
