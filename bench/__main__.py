@@ -199,9 +199,9 @@ def main() -> int:
     os.environ.update(stack_environment(stack.settings))
     os.environ.setdefault("FERRY_SSH_PORT", str(stack.settings.ports["sshd"]))
     os.environ["USER_NAME"] = stack.service("sshd").user
-    rows, rows_x4 = prepare(stack)
+    wanted = set(sys.argv[1:]) or {"postgres", "sftp", "cruncher", "digits"}  # `python -m bench sftp`: one
+    rows, rows_x4 = prepare(stack) if wanted & {"postgres", "sftp", "cruncher"} else (0, 0)
     report = [f"## Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({os.cpu_count()} cores)", ""]
-    wanted = set(sys.argv[1:]) or {"postgres", "sftp", "cruncher"}  # `python -m bench sftp` runs one section
     if "postgres" in wanted:
         report += [*bench_postgres_to_s3(rows, rows_x4), ""]
     if "cruncher" in wanted:
@@ -209,6 +209,10 @@ def main() -> int:
     if "sftp" in wanted:
         with tempfile.TemporaryDirectory(prefix="ferry-bench-") as tmp:
             report += bench_s3_to_sftp(Path(tmp))
+    if "digits" in wanted:
+        from bench.digits import bench_digits
+
+        report += ["", *bench_digits(stack)]
     text = "\n".join(report)
     print(text)
     out = Path(__file__).parent / "out"

@@ -19,15 +19,15 @@ from ferry.stack.airflow import airflow_executable, migrate_metadata_db
 from ferry.stack.environment import stack_environment
 
 
-def run_dag(stack: Stack, dag_id: str, logical_date: str) -> tuple[float, Path]:
-    """``airflow dags test DAG DATE``; raise with the log's location if the run fails."""
-    log_file = stack.settings.logs / f"demo-{dag_id}.log"
+def run_dag(stack: Stack, dag_id: str, *args: str, log_name: str | None = None) -> tuple[float, Path]:
+    """``airflow dags test DAG [DATE] [--conf …]``; raise with the log's location if the run fails."""
+    log_file = stack.settings.logs / f"demo-{log_name or dag_id}.log"
     started = time.monotonic()
     with open(log_file, "wb") as log:
-        result = subprocess.run([airflow_executable(), "dags", "test", dag_id, logical_date],
+        result = subprocess.run([airflow_executable(), "dags", "test", dag_id, *args],
                                 env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
-        raise RuntimeError(f"DAG {dag_id} failed for {logical_date} — log: {log_file}")
+        raise RuntimeError(f"DAG {dag_id} failed ({' '.join(args)}) — log: {log_file}")
     return time.monotonic() - started, log_file
 
 
@@ -128,7 +128,42 @@ def demo_inside_airbnb_spark(stack: Stack) -> list[str]:
     return lines
 
 
-PIPELINES: list[Callable[[Stack], list[str]]] = [demo_transfers, demo_inside_airbnb, demo_inside_airbnb_spark]
+def demo_digits_classifier(stack: Stack) -> list[str]:
+    """Train and deploy both algorithms locally, then ask the API about a few sample pictures."""
+    import json
+    import re
+    import urllib.request
+
+    from ferry.digits.sample_data import mnist_splits, sample_picture
+
+    lines = []
+    for algorithm in ("kmeans", "svm"):  # the seed's model first; the accurate one stays live
+        seconds, log_file = run_dag(stack, "digits_classifier", "--conf", json.dumps({"algorithm": algorithm}),
+                                    log_name=f"digits_classifier-{algorithm}")
+        log = log_file.read_text(errors="replace")
+        accuracy = re.search(r"'accuracy': ([0-9.]+)", log)
+        trained = re.search(r"output/model\.tar\.gz in ([0-9.]+) s", log)
+        lines.append(f"digits_classifier, algorithm={algorithm} ({seconds:.0f} s): trained in "
+                     f"{trained.group(1) if trained else '?'} s, held-out accuracy "
+                     f"{accuracy.group(1) if accuracy else '?'} — log: {log_file}")
+    samples = stack.settings.data("digits-samples")
+    samples.mkdir(parents=True, exist_ok=True)
+    _, _, (images, labels) = mnist_splits()
+    api = stack.settings.url("api")
+    lines.append(f"  the API ({api}) on sample pictures (dark ink on light paper, 540x420 JPEG):")
+    for index in range(6):
+        picture = samples / f"digit-{index}-is-{labels[index]}.jpeg"
+        picture.write_bytes(sample_picture(images[index]))
+        request = urllib.request.Request(api + "/", data=picture.read_bytes(), headers={"Content-Type": "image/jpeg"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            digit = json.loads(response.read())["digit"]
+        lines.append(f"    {picture}  → {digit}  ({'right' if digit == labels[index] else 'wrong'})")
+    lines.append(f"  draw your own: open {api}/ in a browser")
+    return lines
+
+
+PIPELINES: list[Callable[[Stack], list[str]]] = [
+    demo_transfers, demo_inside_airbnb, demo_inside_airbnb_spark, demo_digits_classifier]
 
 
 def main() -> int:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
 
 
 @pytest.fixture(scope="session")
@@ -33,13 +30,9 @@ def svm_model(splits):
 
 
 def photo_of(vector: np.ndarray, *, size: int = 300, fmt: str = "JPEG", margin: int = 120) -> bytes:
-    """An MNIST digit as a person might send it: dark ink on light paper, large, off-centre."""
-    digit = Image.fromarray((255 - vector.reshape(28, 28) * 255).astype(np.uint8)).resize((size, size))
-    paper = Image.new("L", (size + 2 * margin, size + margin), 235)
-    paper.paste(digit.point(lambda v: min(v, 235)), (margin + margin // 2, margin // 3))
-    out = io.BytesIO()
-    paper.save(out, fmt)
-    return out.getvalue()
+    from ferry.digits.sample_data import sample_picture
+
+    return sample_picture(vector, size=size, fmt=fmt, margin=margin)
 
 
 def upload_model(s3, model, bucket: str, key: str, tmp_path) -> str:

@@ -28,44 +28,35 @@ METADATA_FILE = "metadata.json"
 
 
 _YS, _XS = np.mgrid[:28, :28].astype(np.float32)
+_CENTRE = np.array([13.5, 13.5])
 
 
 def deskew(images: np.ndarray) -> np.ndarray:
     """Straighten slanted digits: shear each 28x28 image so its principal axis is vertical.
 
-    Written here because no installed library does this MNIST-specific step; it uses the
-    image moments (as in LeCun et al.'s deskewed-MNIST baselines) and one bilinear shear
-    around the centre of mass, which also moves that centre to the middle of the field.
+    The MNIST-specific step of LeCun et al.'s deskewed baselines: image moments give the slant,
+    and one bilinear shear around the centre of mass (scipy.ndimage.affine_transform), which
+    also moves that centre to the middle of the field, removes it.
     """
+    from scipy import ndimage
+
     images = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28)
-    total = images.sum(axis=(1, 2))
-    safe = np.where(total > 0, total, 1)[:, None, None]
-    cy = (_YS * images).sum(axis=(1, 2)) / safe[:, 0, 0]
-    cx = (_XS * images).sum(axis=(1, 2)) / safe[:, 0, 0]
-    dy = _YS[None] - cy[:, None, None]
-    dx = _XS[None] - cx[:, None, None]
-    var_y = (dy ** 2 * images).sum(axis=(1, 2)) / safe[:, 0, 0]
-    cov = (dy * dx * images).sum(axis=(1, 2)) / safe[:, 0, 0]
-    alpha = np.where(var_y > 0, cov / np.where(var_y > 0, var_y, 1), 0.0)[:, None, None]
-    src_y = _YS[None] + (cy[:, None, None] - 13.5)
-    src_x = _XS[None] + alpha * (_YS[None] - 13.5) + (cx[:, None, None] - 13.5)
-    out = _bilinear(images, src_y, src_x)
-    out[total <= 0] = images[total <= 0]
+    out = np.empty_like(images)
+    for i, image in enumerate(images):
+        total = image.sum()
+        if total <= 0:
+            out[i] = image
+            continue
+        cy, cx = (_YS * image).sum() / total, (_XS * image).sum() / total
+        dy = _YS - cy
+        var_y = (dy * dy * image).sum() / total
+        cov = (dy * (_XS - cx) * image).sum() / total
+        alpha = cov / var_y if var_y > 0 else 0.0
+        # output (y, x) samples input (y + cy - 13.5, x + alpha * (y - 13.5) + cx - 13.5)
+        matrix = np.array([[1.0, 0.0], [alpha, 1.0]])
+        offset = np.array([cy, cx]) - matrix @ _CENTRE
+        out[i] = ndimage.affine_transform(image, matrix, offset=offset, order=1, mode="constant", cval=0.0)
     return out.reshape(len(images), 784)
-
-
-def _bilinear(images: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Sample each image at (ys, xs) with bilinear interpolation; outside the field is 0."""
-    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
-    fy, fx = ys - y0, xs - x0
-    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)))
-    n = np.arange(len(images))[:, None, None]
-
-    def at(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-        return padded[n, np.clip(y + 1, 0, 29), np.clip(x + 1, 0, 29)]
-
-    return ((1 - fy) * (1 - fx) * at(y0, x0) + (1 - fy) * fx * at(y0, x0 + 1)
-            + fy * (1 - fx) * at(y0 + 1, x0) + fy * fx * at(y0 + 1, x0 + 1)).astype(np.float32)
 
 
 def shifted_copies(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

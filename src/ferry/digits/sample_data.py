@@ -41,3 +41,18 @@ def mnist_pickle_gz(seed: int = 7) -> bytes:
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as f:
         pickle.dump(mnist_splits(seed), f, protocol=pickle.HIGHEST_PROTOCOL)
     return out.getvalue()
+
+
+def sample_picture(vector: np.ndarray, *, size: int = 300, fmt: str = "JPEG", margin: int = 120) -> bytes:
+    """An MNIST digit as a person might send it: dark ink on light paper, large, off-centre.
+
+    The demo and the tests send these to the API, which has to undo all of it.
+    """
+    from PIL import Image
+
+    digit = Image.fromarray((255 - vector.reshape(28, 28) * 255).astype(np.uint8)).resize((size, size))
+    paper = Image.new("L", (size + 2 * margin, size + margin), 235)
+    paper.paste(digit.point(lambda v: min(v, 235)), (margin + margin // 2, margin // 3))
+    out = io.BytesIO()
+    paper.save(out, fmt)
+    return out.getvalue()

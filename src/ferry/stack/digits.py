@@ -62,9 +62,20 @@ class EndpointService(_ProcessService):
 
     def _launch(self) -> None:
         spawn(
-            [sys.executable, "-m", "ferry.digits.endpoint", "--host", self.settings.host, "--port", str(self.port),
-             "--registry", str(self.registry)],
-            pid_file=self.pid_file, log_file=self.log_file, env=self.environment(),
+            [
+                sys.executable,
+                "-m",
+                "ferry.digits.endpoint",
+                "--host",
+                self.settings.host,
+                "--port",
+                str(self.port),
+                "--registry",
+                str(self.registry),
+            ],
+            pid_file=self.pid_file,
+            log_file=self.log_file,
+            env=self.environment(),
         )
 
     def ready(self) -> bool:
@@ -78,11 +89,27 @@ class ApiService(_ProcessService):
     name = "api"
 
     def _launch(self) -> None:
-        chalice = Path(sys.executable).parent / "chalice"
+        # `chalice local` itself, through an entry point that turns off Nagle's algorithm.
         spawn(
-            [str(chalice), "--project-dir", str(api_project()), "local", "--host", self.settings.host,
-             "--port", str(self.port), "--stage", "local", "--no-autoreload"],
-            pid_file=self.pid_file, log_file=self.log_file, env=self.environment(), cwd=api_project(),
+            [
+                sys.executable,
+                "-m",
+                "ferry.stack.chalice_local",
+                "--project-dir",
+                str(api_project()),
+                "local",
+                "--host",
+                self.settings.host,
+                "--port",
+                str(self.port),
+                "--stage",
+                "local",
+                "--no-autoreload",
+            ],
+            pid_file=self.pid_file,
+            log_file=self.log_file,
+            env=self.environment(),
+            cwd=api_project(),
         )
 
     def ready(self) -> bool:
