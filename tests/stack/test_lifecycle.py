@@ -49,7 +49,8 @@ def test_up_status_env_down_up_keeps_data(own_stack):
     up = run_ferry(env, "stack", "up")
     assert up.returncode == 0, up.stderr
     lines = up.stdout.splitlines()
-    assert [line.split()[:2] for line in lines] == [["postgres", "up"], ["s3", "up"], ["sshd", "up"]]
+    assert [line.split()[:2] for line in lines] == [
+        ["postgres", "up"], ["s3", "up"], ["sshd", "up"], ["endpoint", "up"], ["api", "up"]]
 
     exported = parse_exports(run_ferry(env, "stack", "env").stdout)
     for name in (
@@ -58,6 +59,8 @@ def test_up_status_env_down_up_keeps_data(own_stack):
         "AIRFLOW_CONN_SFTP_DEFAULT",
         "AIRFLOW_CONN_SSH_DEFAULT",
         "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+        "FERRY_API_URL",
         "PGPORT",
         "AIRFLOW_HOME",
     ):
