@@ -99,6 +99,21 @@ def test_bad_requests_raise_sagemakers_validation_error(runtime, endpoint_url, a
     assert words in caught.value.response["Error"]["Message"]
 
 
+def test_concurrent_requests_each_get_their_own_answer(runtime, endpoint_url, artifacts, splits, svm_model):
+    """The server predicts requests that arrive together in one batch: answers must not mix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, _, (test_x, _) = splits
+    deploy(endpoint_url, "svm-test", artifacts["svm"])
+    sizes = [1, 3, 1, 2] * 8  # requests of 1 to 3 images, 32 in flight from 16 threads
+    starts = np.cumsum([0, *sizes[:-1]])
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda i: invoke(runtime, "svm-test", recordio(test_x[starts[i]:starts[i] + sizes[i]])),
+                                range(len(sizes))))
+    for i, answer in enumerate(answers):
+        assert answer["predictions"] == svm_model.predict(test_x[starts[i]:starts[i] + sizes[i]])
+
+
 def test_container_contract_routes(endpoint_url):
     with urllib.request.urlopen(f"{endpoint_url}/ping", timeout=5) as response:
         assert response.status == 200  # models are deployed by the tests above (or not: 503)

@@ -56,6 +56,21 @@ def test_artifact_round_trip_is_plain_arrays(svm_model, splits, tmp_path):
     assert loaded.predict(test_x[:50]) == svm_model.predict(test_x[:50])
 
 
+def test_deskew_equals_scipys_affine_transform(splits):
+    from scipy import ndimage
+
+    _, _, (test_x, _) = splits
+    grid_y, grid_x = np.mgrid[:28, :28]
+    for image, straight in zip(test_x[:100].reshape(-1, 28, 28), deskew(test_x[:100]), strict=True):
+        total = image.sum()
+        cy, cx = (grid_y * image).sum() / total, (grid_x * image).sum() / total
+        alpha = ((grid_y - cy) * (grid_x - cx) * image).sum() / ((grid_y - cy) ** 2 * image).sum()
+        matrix = np.array([[1.0, 0.0], [alpha, 1.0]])
+        expected = ndimage.affine_transform(image, matrix, offset=np.array([cy, cx]) - matrix @ [13.5, 13.5],
+                                            order=1, mode="grid-constant", cval=0.0)
+        assert np.abs(straight - expected.ravel()).max() < 1e-4
+
+
 def test_deskew_straightens_a_slanted_stroke():
     image = np.zeros((28, 28), dtype=np.float32)
     for row in range(4, 24):

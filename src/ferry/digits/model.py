@@ -28,35 +28,52 @@ METADATA_FILE = "metadata.json"
 
 
 _YS, _XS = np.mgrid[:28, :28].astype(np.float32)
-_CENTRE = np.array([13.5, 13.5])
 
 
 def deskew(images: np.ndarray) -> np.ndarray:
     """Straighten slanted digits: shear each 28x28 image so its principal axis is vertical.
 
     The MNIST-specific step of LeCun et al.'s deskewed baselines: image moments give the slant,
-    and one bilinear shear around the centre of mass (scipy.ndimage.affine_transform), which
-    also moves that centre to the middle of the field, removes it.
+    and one bilinear shear around the centre of mass, which also moves that centre to the middle
+    of the field, removes it: what ``scipy.ndimage.affine_transform(order=1,
+    mode="grid-constant")`` gives (tested), in numpy over the whole batch at once, because the
+    endpoint predicts batches and a scipy call per image costs 0.1 ms.
     """
-    from scipy import ndimage
-
     images = np.asarray(images, dtype=np.float32).reshape(-1, 28, 28)
-    out = np.empty_like(images)
-    for i, image in enumerate(images):
-        total = image.sum()
-        if total <= 0:
-            out[i] = image
-            continue
-        cy, cx = (_YS * image).sum() / total, (_XS * image).sum() / total
-        dy = _YS - cy
-        var_y = (dy * dy * image).sum() / total
-        cov = (dy * (_XS - cx) * image).sum() / total
-        alpha = cov / var_y if var_y > 0 else 0.0
-        # output (y, x) samples input (y + cy - 13.5, x + alpha * (y - 13.5) + cx - 13.5)
-        matrix = np.array([[1.0, 0.0], [alpha, 1.0]])
-        offset = np.array([cy, cx]) - matrix @ _CENTRE
-        out[i] = ndimage.affine_transform(image, matrix, offset=offset, order=1, mode="constant", cval=0.0)
+    total = images.sum(axis=(1, 2))
+    blank = total <= 0
+    total = np.where(blank, 1.0, total)
+    cy = np.einsum("nyx,y->n", images, _YS[:, 0]) / total
+    cx = np.einsum("nyx,x->n", images, _XS[0]) / total
+    dy = _YS[:, 0][None, :] - cy[:, None]  # (n, 28)
+    dx = _XS[0][None, :] - cx[:, None]  # (n, 28)
+    var_y = np.einsum("nyx,ny,ny->n", images, dy, dy) / total
+    cov = np.einsum("nyx,ny,nx->n", images, dy, dx) / total
+    alpha = np.where(var_y > 0, cov / np.where(var_y > 0, var_y, 1.0), 0.0)
+    # output (y, x) samples input (y + cy - 13.5, x + alpha * (y - 13.5) + cx - 13.5)
+    src_y = _YS[None] + (cy - 13.5)[:, None, None]
+    src_x = _XS[None] + alpha[:, None, None] * (_YS[None] - 13.5) + (cx - 13.5)[:, None, None]
+    out = _bilinear(images, src_y.astype(np.float32), src_x.astype(np.float32))
+    out[blank] = images[blank]
     return out.reshape(len(images), 784)
+
+
+def _bilinear(images: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Sample each image at (ys, xs), bilinearly; points outside the field read 0."""
+    n = len(images)
+    # Each image inside a 2-pixel zero border: a corner clipped onto the border reads 0.
+    flat = np.zeros((n, 32 * 32), dtype=np.float32)
+    flat.reshape(n, 32, 32)[:, 2:30, 2:30] = images
+    y0, x0 = np.floor(ys), np.floor(xs)
+    fy, fx = (ys - y0).reshape(n, -1), (xs - x0).reshape(n, -1)
+    y0 = np.clip(y0.astype(np.int32) + 2, 0, 30)
+    x0 = np.clip(x0.astype(np.int32) + 2, 0, 30)
+    base = (y0 * 32 + x0).reshape(n, -1) + np.arange(n, dtype=np.int32)[:, None] * 1024
+    top_left, top_right = np.take(flat, base), np.take(flat, base + 1)
+    bottom_left, bottom_right = np.take(flat, base + 32), np.take(flat, base + 33)
+    top = (1 - fx) * top_left + fx * top_right
+    bottom = (1 - fx) * bottom_left + fx * bottom_right
+    return ((1 - fy) * top + fy * bottom).reshape(n, 28, 28).astype(np.float32)
 
 
 def shifted_copies(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
