@@ -68,7 +68,7 @@ def draw(browser, strokes: list[list[tuple[int, int]]]) -> str:
     return answer.text.strip()
 
 
-def test_drawing_a_one_and_a_seven(browser, page_url):
+def test_drawing_a_one_a_seven_and_a_two(browser, page_url):
     browser.get(page_url)
     assert "Draw a digit" in browser.title or "draw a digit" in browser.title
     one = [[(140, 50 + 10 * i) for i in range(19)]]
@@ -76,6 +76,8 @@ def test_drawing_a_one_and_a_seven(browser, page_url):
     top_bar = [(80 + 12 * i, 60) for i in range(11)]
     seven = [top_bar + [(200 - 7 * i, 60 + 19 * i) for i in range(1, 11)]]
     assert draw(browser, seven) == "7"
+    two = [[(90, 80), (140, 55), (185, 85), (170, 140), (95, 215), (190, 215)]]
+    assert draw(browser, two) == "2"
 
 
 def test_a_click_without_drawing_asks_for_a_digit(browser, page_url):

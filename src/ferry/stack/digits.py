@@ -6,6 +6,7 @@ under ``chalice local``, calling that endpoint through boto3 as it would call Sa
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import urllib.request
@@ -82,7 +83,14 @@ class EndpointService(_ProcessService):
         return self.answers_http("/ping")
 
     def detail(self) -> str:
-        return f"{self.settings.url(self.name)} (SageMaker runtime API)"
+        url = self.settings.url(self.name)
+        try:
+            with urllib.request.urlopen(f"{url}/endpoints", timeout=1) as response:
+                endpoints = json.loads(response.read())["Endpoints"]
+        except (OSError, ValueError, KeyError):
+            return f"{url} (SageMaker runtime API)"
+        serving = ", ".join(f"{e['EndpointName']} ({e['Algorithm']})" for e in endpoints) or "no endpoints yet"
+        return f"{url} (SageMaker runtime API): {serving}"
 
 
 class ApiService(_ProcessService):
