@@ -31,4 +31,4 @@ bench: setup
 	$(VENV_BIN)/python -m bench
 
 lint: setup
-	$(VENV_BIN)/ruff check src tests dags bench
+	$(VENV_BIN)/ruff check src tests dags bench api
