@@ -169,3 +169,26 @@ def test_endpoints_come_back_after_a_restart(stack, runtime, endpoint_url, artif
     service.stop()
     service.start()
     assert "predicted_label" in invoke(runtime, "restart-test", recordio(test_x[:1]))["predictions"][0]
+
+
+def test_an_endpoint_that_cannot_be_restored_is_kept_and_retried(stack, runtime, endpoint_url, svm_model, splits,
+                                                                   tmp_path):
+    import boto3
+    from botocore.exceptions import ClientError
+
+    _, _, (test_x, _) = splits
+    s3 = boto3.client("s3")
+    url = upload_model(s3, svm_model, BUCKET, "tests/fragile/model.tar.gz", tmp_path)
+    deploy(endpoint_url, "fragile", url)
+    s3.delete_object(Bucket=BUCKET, Key="tests/fragile/model.tar.gz")
+    service = stack.service("endpoint")
+    service.stop()
+    service.start()
+    with pytest.raises(ClientError) as caught:
+        invoke(runtime, "fragile", recordio(test_x[:1]))
+    assert "not in service" in caught.value.response["Error"]["Message"]
+    assert json.loads(service.registry.read_text())["fragile"]["EndpointStatus"] == "Failed"
+    upload_model(s3, svm_model, BUCKET, "tests/fragile/model.tar.gz", tmp_path / "again")
+    service.stop()
+    service.start()
+    assert "predicted_label" in invoke(runtime, "fragile", recordio(test_x[:1]))["predictions"][0]

@@ -168,17 +168,22 @@ class EndpointServer:
 
     async def delete(self, name: str) -> None:
         async with self._deploy_lock:
-            if name not in self.models:
+            if name not in self.descriptions:
                 raise RequestError(400, "ValidationError", f"Endpoint {name} not found.")
-            del self.models[name], self.descriptions[name]
+            self.models.pop(name, None)
+            del self.descriptions[name]
             await asyncio.to_thread(self.registry.write, self.descriptions)
 
     async def restore(self) -> None:
         for name, description in self.registry.read().items():
             try:
                 await self.deploy(name, description["ModelDataUrl"])
-            except Exception:
+            except Exception as exc:
+                # Kept in the registry (marked Failed), so the next restart tries again.
                 log.exception("could not restore endpoint %s from %s", name, description.get("ModelDataUrl"))
+                self.descriptions[name] = {**description, "EndpointStatus": "Failed",
+                                           "FailureReason": f"{type(exc).__name__}: {exc}"}
+        await asyncio.to_thread(self.registry.write, self.descriptions)
 
     # -- serving --------------------------------------------------------------------------
 
@@ -190,6 +195,9 @@ class EndpointServer:
             name = next(iter(self.models))
         batcher = self.models.get(name)
         if batcher is None:
+            if name in self.descriptions:
+                reason = self.descriptions[name].get("FailureReason", "")
+                raise RequestError(400, "ValidationError", f"Endpoint {name} is not in service: {reason}")
             raise RequestError(400, "ValidationError", f"Endpoint {name} not found.")
         images = parse_images(content_type, body)
         try:
