@@ -12,8 +12,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from ferry.stack.process import read_pid, spawn, stop_pid
-from ferry.stack.service import Service
+from ferry.stack.process import spawn
+from ferry.stack.service import PidFileService
 from ferry.stack.settings import project_root
 
 
@@ -21,20 +21,8 @@ def api_project() -> Path:
     return project_root() / "api"
 
 
-class _ProcessService(Service):
+class _ProcessService(PidFileService):
     """A service that is one process we start, with the stack's environment."""
-
-    @property
-    def pid_file(self) -> Path:
-        return self.settings.run / f"{self.name}.pid"
-
-    def is_running(self) -> bool:
-        return read_pid(self.pid_file) is not None
-
-    def stop(self) -> None:
-        if (pid := read_pid(self.pid_file)) is not None:
-            stop_pid(pid)
-        self.pid_file.unlink(missing_ok=True)
 
     def environment(self) -> dict[str, str]:
         from ferry.stack.environment import stack_environment

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ferry.stack.process import port_answers, read_pid, spawn, stop_pid
-from ferry.stack.service import Service
+from ferry.stack.process import port_answers, spawn
+from ferry.stack.service import PidFileService
 from ferry.stack.settings import REGION
 
 #: Buckets the pipelines write to; on AWS they are yours and exist already.
@@ -14,21 +14,15 @@ BUCKETS = ("inside-airbnb", "ferry-digits")
 SAMPLE_BUCKET = f"sagemaker-sample-data-{REGION}"
 
 
-class S3Service(Service):
+class S3Service(PidFileService):
     name = "s3"
     # Restoring a large snapshot takes a while; writing one on stop too.
     start_timeout = 300.0
-
-    @property
-    def pid_file(self):
-        return self.settings.run / "s3.pid"
+    stop_timeout = 600.0
 
     @property
     def ready_file(self):
         return self.settings.run / "s3.ready"
-
-    def is_running(self) -> bool:
-        return read_pid(self.pid_file) is not None
 
     def _launch(self) -> None:
         spawn(
@@ -72,9 +66,7 @@ class S3Service(Service):
             s3.put_object(Bucket=SAMPLE_BUCKET, Key=SAMPLE_KEY, Body=mnist_pickle_gz())
 
     def stop(self) -> None:
-        if (pid := read_pid(self.pid_file)) is not None:
-            stop_pid(pid, timeout=600)
-        self.pid_file.unlink(missing_ok=True)
+        super().stop()
         self.ready_file.unlink(missing_ok=True)
 
     def detail(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from ferry.stack.process import port_answers, require_free_port, wait_until
+from ferry.stack.process import port_answers, read_pid, require_free_port, stop_pid, wait_until
 from ferry.stack.settings import StackSettings
 
 
@@ -83,3 +83,22 @@ class Service(ABC):
     def detail(self) -> str:
         """Extra words for the status line (a URL, a user name)."""
         return f"log: {self.log_file}"
+
+
+class PidFileService(Service):
+    """A service that is one process we spawn, tracked by ``$FERRY_HOME/run/<name>.pid``."""
+
+    #: Seconds to wait for the process to exit on SIGTERM before killing it.
+    stop_timeout: float = 20.0
+
+    @property
+    def pid_file(self) -> Path:
+        return self.settings.run / f"{self.name}.pid"
+
+    def is_running(self) -> bool:
+        return read_pid(self.pid_file) is not None
+
+    def stop(self) -> None:
+        if (pid := read_pid(self.pid_file)) is not None:
+            stop_pid(pid, timeout=self.stop_timeout)
+        self.pid_file.unlink(missing_ok=True)

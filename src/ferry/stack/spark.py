@@ -13,8 +13,8 @@ import urllib.request
 from pathlib import Path
 
 from ferry.stack.errors import StackError
-from ferry.stack.process import port_answers, read_pid, spawn, stop_pid
-from ferry.stack.service import Service
+from ferry.stack.process import port_answers, spawn
+from ferry.stack.service import PidFileService
 from ferry.stack.settings import StackSettings, project_root
 
 
@@ -33,19 +33,12 @@ def spark_environment(settings: StackSettings) -> dict[str, str]:
     }
 
 
-class _SparkDaemon(Service):
+class _SparkDaemon(PidFileService):
     start_timeout = 120.0
     main_class: str
 
-    @property
-    def pid_file(self) -> Path:
-        return self.settings.run / f"{self.name}.pid"
-
     def _arguments(self) -> list[str]:
         raise NotImplementedError
-
-    def is_running(self) -> bool:
-        return read_pid(self.pid_file) is not None
 
     def _launch(self) -> None:
         spark_class = spark_home() / "bin" / "spark-class"
@@ -54,11 +47,6 @@ class _SparkDaemon(Service):
                              f"— log: {self.log_file}")
         spawn([str(spark_class), self.main_class, *self._arguments()], pid_file=self.pid_file,
               log_file=self.log_file, env={**os.environ, **spark_environment(self.settings)})
-
-    def stop(self) -> None:
-        if (pid := read_pid(self.pid_file)) is not None:
-            stop_pid(pid)
-        self.pid_file.unlink(missing_ok=True)
 
 
 class SparkMasterService(_SparkDaemon):

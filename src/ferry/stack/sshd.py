@@ -14,8 +14,8 @@ import subprocess
 from pathlib import Path
 
 from ferry.stack.errors import StackError
-from ferry.stack.process import port_answers, read_pid, spawn, stop_pid
-from ferry.stack.service import Service
+from ferry.stack.process import port_answers, spawn
+from ferry.stack.service import PidFileService
 
 
 def find_sshd() -> Path | None:
@@ -23,7 +23,7 @@ def find_sshd() -> Path | None:
     return Path(found) if found else None
 
 
-class SshdService(Service):
+class SshdService(PidFileService):
     name = "sshd"
 
     @property
@@ -41,10 +41,6 @@ class SshdService(Service):
     @property
     def known_hosts(self) -> Path:
         return self.keys / "known_hosts"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.settings.run / "sshd.pid"
 
     @property
     def user(self) -> str:
@@ -92,9 +88,6 @@ class SshdService(Service):
         )
         return config
 
-    def is_running(self) -> bool:
-        return read_pid(self.pid_file) is not None
-
     def _launch(self) -> None:
         sshd = find_sshd()
         if sshd is None:
@@ -110,11 +103,6 @@ class SshdService(Service):
 
     def ready(self) -> bool:
         return port_answers(self.settings.host, self.port)
-
-    def stop(self) -> None:
-        if (pid := read_pid(self.pid_file)) is not None:
-            stop_pid(pid)
-        self.pid_file.unlink(missing_ok=True)
 
     def detail(self) -> str:
         return f"user {self.user}, key {self.client_key}"
