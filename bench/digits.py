@@ -4,9 +4,7 @@ at 16 concurrent clients (closed loop, keep-alive, loopback), 5,000 requests eac
 from __future__ import annotations
 
 import io
-import json
 import time
-import urllib.request
 
 from bench.load import run_load
 
@@ -14,16 +12,12 @@ BUCKET = "ferry-digits"
 REQUESTS, CONCURRENCY = 5000, 16
 
 
-def _deploy(endpoint_url: str, name: str, model_data: str) -> None:
-    request = urllib.request.Request(f"{endpoint_url}/endpoints/{name}", method="PUT",
-                                     data=json.dumps({"ModelDataUrl": model_data}).encode())
-    urllib.request.urlopen(request, timeout=120).close()
-
-
 def bench_digits(stack) -> list[str]:
     import boto3
 
+    from ferry.digits.configs import training_config
     from ferry.digits.convert import mnist_to_recordio
+    from ferry.digits.endpoint import deploy_model
     from ferry.digits.recordio import write_numpy_to_dense_tensor
     from ferry.digits.sample_data import SAMPLE_KEY, mnist_splits, sample_picture
     from ferry.digits.training import accuracy, load_model_artifact, run_training_job
@@ -37,13 +31,9 @@ def bench_digits(stack) -> list[str]:
              "| algorithm | training time | test accuracy |", "| --- | --- | --- |"]
     artifacts = {}
     for algorithm in ("kmeans", "svm"):
-        config = {
-            "TrainingJobName": f"bench-{algorithm}-{int(time.time())}",
-            "HyperParameters": {"k": "10", "feature_dim": "784", "algorithm": algorithm},
-            "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/mnist_data"}}}],
-            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/bench-output"},
-        }
+        # The DAG's request, with a concrete job name instead of its template.
+        config = {**training_config(BUCKET, {"k": "10", "feature_dim": "784", "algorithm": algorithm}),
+                  "TrainingJobName": f"bench-{algorithm}-{int(time.time())}"}
         started = time.perf_counter()
         job = run_training_job(s3, config)
         seconds = time.perf_counter() - started
@@ -53,8 +43,8 @@ def bench_digits(stack) -> list[str]:
 
     endpoint_url, api_url = stack.settings.url("endpoint"), stack.settings.url("api")
     for algorithm, artifact in artifacts.items():
-        _deploy(endpoint_url, f"bench-{algorithm}", artifact)
-    _deploy(endpoint_url, "mnistclassifier", artifacts["svm"])
+        deploy_model(endpoint_url, f"bench-{algorithm}", artifact)
+    deploy_model(endpoint_url, "mnistclassifier", artifacts["svm"])
     record = io.BytesIO()
     write_numpy_to_dense_tensor(record, test_x[:1])
     picture = sample_picture(test_x[0])

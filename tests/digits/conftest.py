@@ -37,23 +37,16 @@ def photo_of(vector: np.ndarray, *, size: int = 300, fmt: str = "JPEG", margin: 
 
 def upload_model(s3, model, bucket: str, key: str, tmp_path) -> str:
     """Pack ``model`` as a SageMaker artifact (model.tar.gz) in S3; return its URL."""
-    import tarfile
+    from ferry.digits.training import pack_artifact
 
-    model_dir = tmp_path / key.replace("/", "_")
-    model.save(model_dir)
-    archive = model_dir.with_suffix(".tar.gz")
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in model_dir.iterdir():
-            tar.add(path, arcname=path.name)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    archive = tmp_path / (key.replace("/", "_") + ".tar.gz")
+    pack_artifact(model, archive)
     s3.upload_file(str(archive), bucket, key)
     return f"s3://{bucket}/{key}"
 
 
 def deploy(endpoint_url: str, name: str, model_data_url: str) -> dict:
-    import json
-    import urllib.request
+    from ferry.digits.endpoint import deploy_model
 
-    request = urllib.request.Request(f"{endpoint_url}/endpoints/{name}", method="PUT",
-                                     data=json.dumps({"ModelDataUrl": model_data_url}).encode())
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
+    return deploy_model(endpoint_url, name, model_data_url, timeout=60)

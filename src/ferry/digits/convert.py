@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ferry.digits.recordio import encode_record, resolve_type, write_recordio
+from ferry.digits.recordio import write_numpy_to_dense_tensor
 from ferry.transfers.s3_sink import S3Output
 
 RECORDIO_CONTENT_TYPE = "application/x-recordio-protobuf"
@@ -43,10 +43,8 @@ def mnist_to_recordio(client: Any, bucket: str, source_key: str, target_key: str
     output.check_target()
     try:
         sink = output.current
-        kind, label_kind = resolve_type(images.dtype), resolve_type(labels.dtype)
-        for vector, label in zip(images, labels, strict=True):
-            write_recordio(sink, encode_record(kind, vector, label_kind, label))
-            sink.rows += 1
+        write_numpy_to_dense_tensor(sink, images, labels)  # one record at a time, into the upload
+        sink.rows = len(images)
         manifest = output.commit()
     except BaseException:
         output.abort()

@@ -289,6 +289,21 @@ async def read_json(receive, headers: dict[bytes, bytes]) -> Any:
         raise RequestError(400, "ValidationError", f"the body is not JSON: {exc}") from exc
 
 
+def deploy_model(runtime_url: str, name: str, model_data_url: str, *, timeout: float = 120) -> dict[str, Any]:
+    """Ask the endpoint server at ``runtime_url`` to serve ``model_data_url`` as ``name``.
+
+    Returns the endpoint's description once the model is live; raises ``urllib.error.HTTPError``
+    with the server's JSON message if it refuses, ``OSError`` if it does not answer.
+    """
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{runtime_url.rstrip('/')}/endpoints/{name}", method="PUT",
+        data=json.dumps({"ModelDataUrl": model_data_url}).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
 def _default_s3_client():
     import boto3
 

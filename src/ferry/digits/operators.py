@@ -7,7 +7,6 @@ XCom shape, so the two backends differ by one operator class per step.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,22 +68,19 @@ class LocalEndpointOperator(BaseOperator):
 
     def execute(self, context) -> dict[str, Any]:
         import urllib.error
-        import urllib.request
 
         from ferry.digits.configs import model_data_url
+        from ferry.digits.endpoint import deploy_model
 
         name = self.config["Endpoint"]["EndpointName"]
         model_data = model_data_url(self.config)
-        request = urllib.request.Request(
-            f"{self.runtime_url()}/endpoints/{name}", method="PUT",
-            data=json.dumps({"ModelDataUrl": model_data}).encode(), headers={"Content-Type": "application/json"})
+        runtime_url = self.runtime_url()
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                endpoint = json.loads(response.read())
+            endpoint = deploy_model(runtime_url, name, model_data, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             raise AirflowException(f"deploying {model_data} to {name}: {exc.code} {exc.read().decode()}") from exc
         except OSError as exc:
-            raise AirflowException(f"the endpoint server at {self.runtime_url()} does not answer: {exc}") from exc
+            raise AirflowException(f"the endpoint server at {runtime_url} does not answer: {exc}") from exc
         self.log.info("endpoint %s is serving %s", name, model_data)
         return {"Endpoint": endpoint}
 

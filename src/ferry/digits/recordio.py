@@ -51,7 +51,7 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | _WIRE_LENGTH) + _varint(len(payload)) + payload
 
 
-def resolve_type(dtype: np.dtype) -> int:
+def _resolve_type(dtype: np.dtype) -> int:
     """As the SDK: any integer type → Int32, float64 → Float64, float32 → Float32."""
     if np.issubdtype(dtype, np.integer):
         return _INT32
@@ -100,8 +100,8 @@ def write_numpy_to_dense_tensor(file: BinaryIO, array: np.ndarray, labels: np.nd
             raise ValueError("Labels must be a Vector")
         if labels.shape[0] not in array.shape:
             raise ValueError(f"Label shape {labels.shape} not compatible with array shape {array.shape}")
-        label_kind = resolve_type(labels.dtype)
-    kind = resolve_type(array.dtype)
+        label_kind = _resolve_type(labels.dtype)
+    kind = _resolve_type(array.dtype)
     for index, vector in enumerate(array):
         label = labels[index] if labels is not None else None
         write_recordio(file, encode_record(kind, vector, label_kind, label))

@@ -96,19 +96,15 @@ def run_training_job(client: Any, config: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ferry-training-") as scratch:
         root = Path(scratch)
-        channel_dir, model_dir = root / "input" / "data" / TRAIN_CHANNEL, root / "model"
+        channel_dir = root / "input" / "data" / TRAIN_CHANNEL
         channel_dir.mkdir(parents=True)
         images, labels = read_training_data(download_channel(client, train_channel_uri(config), channel_dir))
         model = fit(images, labels, hyperparameters)
         if labels is not None:
-            predicted = np.array([p["digit"] for p in model.predict(images)])
-            model.metadata["train_accuracy"] = float((predicted == labels).mean())
+            model.metadata["train_accuracy"] = accuracy(model, images, labels)
         model.metadata.update(training_job=name, records=len(images))
-        model.save(model_dir)
         archive = root / ARTIFACT_NAME
-        with tarfile.open(archive, "w:gz") as tar:
-            for path in sorted(model_dir.iterdir()):
-                tar.add(path, arcname=path.name)
+        pack_artifact(model, archive)
         # One PUT (or one completed multipart upload): the key holds the old artifact or the new one.
         client.upload_file(str(archive), output_bucket, artifact_key)
     seconds = time.monotonic() - started
@@ -122,6 +118,15 @@ def run_training_job(client: Any, config: dict[str, Any]) -> dict[str, Any]:
         "TrainingTimeInSeconds": round(seconds, 3),
         "FinalMetricDataList": metrics,
     }
+
+
+def pack_artifact(model: DigitModel, archive: Path) -> None:
+    """``model.tar.gz`` as a SageMaker training job leaves it: the model directory's files at its root."""
+    with tempfile.TemporaryDirectory(prefix="ferry-model-") as scratch:
+        model.save(Path(scratch))
+        with tarfile.open(archive, "w:gz") as tar:
+            for path in sorted(Path(scratch).iterdir()):
+                tar.add(path, arcname=path.name)
 
 
 def load_model_artifact(client: Any, model_data_url: str) -> DigitModel:
