@@ -1,7 +1,7 @@
 """The local stack: real stand-ins for every external system ferry talks to.
 
-PostgreSQL, an S3 endpoint (moto's server, which also answers the SageMaker control plane),
-OpenSSH's sshd for SSH/SFTP, and Airflow itself, all on loopback, with state kept under one
+PostgreSQL, S3 (SeaweedFS), the SageMaker control plane, ferry's endpoint server and API,
+OpenSSH's sshd for SSH/SFTP, Spark and Airflow itself, all on loopback, with state kept under one
 project-local directory (``.ferry/`` unless ``FERRY_HOME`` says otherwise).
 """
 

