@@ -36,17 +36,23 @@ def bucket(s3) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg(stack):
-    """A psycopg connection to inside_airbnb, with the awkward table and a 20,000-row table."""
+def pg_tables(stack) -> None:
+    """The awkward table and a 20,000-row table in inside_airbnb, made once per session."""
+    with stack.service("postgres").connect("inside_airbnb", autocommit=True) as conn:
+        conn.execute(AWKWARD_DDL)
+        conn.execute("""
+            DROP TABLE IF EXISTS numbers;
+            CREATE TABLE numbers AS
+            SELECT g AS id, md5(g::text) AS word, (g * 1.5)::numeric(12,2) AS amount,
+                   timestamptz '2019-01-01 00:00:00+00' + g * interval '1 minute' AS at
+            FROM generate_series(1, 20000) AS g;
+        """)
+
+
+@pytest.fixture
+def pg(stack, pg_tables):
+    """A psycopg connection to inside_airbnb, new for each test (a crash test kills the server)."""
     conn = stack.service("postgres").connect("inside_airbnb", autocommit=True)
-    conn.execute(AWKWARD_DDL)
-    conn.execute("""
-        DROP TABLE IF EXISTS numbers;
-        CREATE TABLE numbers AS
-        SELECT g AS id, md5(g::text) AS word, (g * 1.5)::numeric(12,2) AS amount,
-               timestamptz '2019-01-01 00:00:00+00' + g * interval '1 minute' AS at
-        FROM generate_series(1, 20000) AS g;
-    """)
     yield conn
     conn.close()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 
 import pytest
 from airflow.sdk.exceptions import AirflowException
@@ -74,3 +76,102 @@ def test_interrupted_stream_leaves_no_file_and_keeps_the_old_one(stack, tmp_path
             put_atomically(sftp, iter([b"short"]), str(target), expected_size=10)
     assert target.read_text() == "old content"
     assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+
+class KeysSeaweedFSRefuses:
+    """The real S3 client, plus objects under keys that AWS accepts and SeaweedFS refuses.
+
+    SeaweedFS answers InvalidRequest to keys with ``.`` or ``..`` segments and folds ``//`` into
+    ``/`` (test_seaweedfs_refuses_dot_segments_and_folds_double_slashes); AWS stores them as
+    given. So listing and reading those few keys are played here; everything else is the real
+    S3, and the SFTP side is the real sshd.
+    """
+
+    def __init__(self, client, extra: dict[str, bytes]):
+        self._client, self._extra = client, extra
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def get_paginator(self, operation):
+        real, extra = self._client.get_paginator(operation), self._extra
+
+        class Paginator:
+            def paginate(self, **kwargs):
+                pages = list(real.paginate(**kwargs))
+                added = [{"Key": k, "Size": len(v)} for k, v in extra.items() if k.startswith(kwargs["Prefix"])]
+                pages[-1] = {**pages[-1], "Contents": sorted([*pages[-1].get("Contents", []), *added],
+                                                             key=lambda item: item["Key"])}
+                return pages
+
+        return Paginator()
+
+    def head_object(self, *, Bucket, Key):
+        if Key in self._extra:
+            return {"ContentLength": len(self._extra[Key])}
+        return self._client.head_object(Bucket=Bucket, Key=Key)
+
+    def get_object(self, *, Bucket, Key, **kwargs):
+        if Key in self._extra:
+            from botocore.response import StreamingBody
+
+            return {"Body": StreamingBody(io.BytesIO(self._extra[Key]), len(self._extra[Key]))}
+        return self._client.get_object(Bucket=Bucket, Key=Key, **kwargs)
+
+
+@pytest.fixture
+def hostile_s3(s3, monkeypatch):
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    def install(extra: dict[str, bytes]) -> None:
+        monkeypatch.setattr(S3Hook, "get_conn", lambda self: KeysSeaweedFSRefuses(s3, extra))
+
+    return install
+
+
+def test_seaweedfs_refuses_dot_segments_and_folds_double_slashes(s3, bucket):
+    """A difference from AWS S3, which stores every one of these keys as given."""
+    from botocore.exceptions import ClientError
+
+    for key in ("pfx/../escape.txt", "pfx/./x.txt", "dir/.."):
+        with pytest.raises(ClientError, match="InvalidRequest"):
+            s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    s3.put_object(Bucket=bucket, Key="pfx//abs/x.txt", Body=b"x")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["pfx/abs/x.txt"]
+
+
+@pytest.mark.parametrize("hostile", ["pfx/../escape.txt", "pfx/a/../../x.txt", "pfx//{outside}/x.txt",
+                                     "pfx/./x.txt", "pfx/a//b.txt", "pfx/.."])
+def test_keys_that_would_leave_the_target_fail_before_anything_is_written(s3, hostile_s3, bucket, tmp_path,
+                                                                          hostile):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    key = hostile.format(outside=str(outside).lstrip("/"))
+    s3.put_object(Bucket=bucket, Key="pfx/fine.txt", Body=b"fine")
+    hostile_s3({key: b"planted"})
+    target = tmp_path / "base" / "target"
+    with pytest.raises(AirflowException, match=re.escape(f"object key {key!r} would be written outside")):
+        copy(bucket, "pfx/", str(target))
+    assert not (tmp_path / "base").exists()  # not even the fine object
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_unsafe_keys_can_be_skipped_with_a_warning(s3, hostile_s3, bucket, tmp_path, capfd):
+    s3.put_object(Bucket=bucket, Key="pfx/fine.txt", Body=b"fine")
+    hostile_s3({"pfx/../escape.txt": b"planted", "pfx//abs.txt": b"planted"})
+    target = tmp_path / "target"
+    manifest = S3ToSFTPOperator(task_id="copy", s3_bucket=bucket, s3_key="pfx/", sftp_path=str(target),
+                                unsafe_keys="skip").execute({})
+    assert [f["s3_key"] for f in manifest["files"]] == ["pfx/fine.txt"]
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()] == ["target/fine.txt"]
+    logged = "".join(capfd.readouterr())
+    assert "skipped: object key 'pfx/../escape.txt' would be written outside" in logged
+    assert "skipped: object key 'pfx//abs.txt' would be written outside" in logged
+
+
+def test_single_object_named_dot_dot_is_refused(hostile_s3, bucket, tmp_path):
+    hostile_s3({"dir/..": b"planted"})
+    with pytest.raises(AirflowException, match="would be written outside"):
+        copy(bucket, "dir/..", str(tmp_path / "target") + "/")
+    assert list(tmp_path.iterdir()) == []

@@ -6,8 +6,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.compression import EXTENSIONS, Compression
+from ferry.transfers.failures import nothing_written, transfer_failure
 from ferry.transfers.progress import Progress
 from ferry.transfers.s3_target import open_s3_output
 
@@ -93,7 +95,8 @@ class MongoToS3Operator(BaseOperator):
         hook = MongoHook(mongo_conn_id=self.mongo_conn_id)
         client = hook.get_conn()
         database = client[self.mongo_db or hook.connection.schema]
-        progress = Progress(self.log, f"{self.mongo_collection} → s3://{self.s3_bucket}/{self.s3_key}")
+        target = f"s3://{self.s3_bucket}/{self.s3_key}"
+        progress = Progress(self.log, f"{self.mongo_collection} → {target}")
         try:
             docs: Iterator[dict[str, Any]] = iter(
                 self.transform(
@@ -118,8 +121,12 @@ class MongoToS3Operator(BaseOperator):
                     batches, output, compression=self.compression, max_rows=None, max_bytes=None, progress=progress
                 )
             manifest = output.commit()
-        except BaseException:
-            output.abort()
-            raise
+        except BaseException as exc:
+            aborted = output.abort()
+            message = transfer_failure(exc, done=f"{progress.rows:,} documents",
+                                       not_written=nothing_written(target, aborted))
+            if message is None:
+                raise
+            raise AirflowException(message) from exc
         self.log.info("done: %s", progress.summary())
         return manifest

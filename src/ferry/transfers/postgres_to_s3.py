@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.compression import EXTENSIONS, Compression
+from ferry.transfers.failures import nothing_written, transfer_failure
 from ferry.transfers.progress import Progress
 from ferry.transfers.s3_sink import DEFAULT_PART_SIZE
 from ferry.transfers.s3_target import CONTENT_TYPES, open_s3_output
@@ -91,7 +92,6 @@ class PostgresToS3Operator(BaseOperator):
         self.part_size = part_size
 
     def execute(self, context: Context) -> dict[str, Any]:
-        import psycopg
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
         from ferry.transfers import postgres_source, writers
@@ -122,17 +122,13 @@ class PostgresToS3Operator(BaseOperator):
                     **limits,
                 )
             manifest = output.commit()
-        except psycopg.OperationalError as exc:
-            output.abort()
-            raise AirflowException(
-                f"lost the PostgreSQL connection after {progress.rows:,} rows; nothing was written to {target}: {exc}"
-            ) from exc
-        except psycopg.Error as exc:
-            output.abort()
-            raise AirflowException(f"the PostgreSQL query failed; nothing was written to {target}: {exc}") from exc
-        except BaseException:
-            output.abort()
-            raise
+        except BaseException as exc:
+            aborted = output.abort()
+            message = transfer_failure(exc, done=f"{progress.rows:,} rows",
+                                       not_written=nothing_written(target, aborted))
+            if message is None:
+                raise
+            raise AirflowException(message) from exc
         finally:
             conn.close()
         self.log.info(

@@ -78,6 +78,10 @@ class MultipartObject:
         return self.part_size * 2 ** (len(self._parts) // PARTS_PER_SIZE_STEP)
 
     def _send_part(self) -> None:
+        # A part that failed (S3 gone, say) fails the export now, not after reading everything.
+        for earlier in self._parts[-MAX_IN_FLIGHT - 1 :]:
+            if earlier.done() and earlier.exception() is not None:
+                raise earlier.exception()
         # Hand the buffer itself to the upload and start a new one: no 16 MB copy per part.
         body, self._buffer = self._buffer, bytearray()
         number = len(self._parts) + 1
@@ -164,6 +168,31 @@ class S3Output:
             existing = self.existing_keys()
             if existing:
                 raise FileExistsError(f"s3://{self.bucket}/{existing[0]} already exists and replace=False")
+        self.abort_unfinished_uploads()
+
+    def _is_ours(self, key: str) -> bool:
+        return part_key_pattern(self.key).match(key) is not None if self.split else key == self.key
+
+    def abort_unfinished_uploads(self) -> list[str]:
+        """Abort multipart uploads to this output's keys that an earlier, crashed run left open.
+
+        A run that loses S3 mid-export cannot abort its own uploads; the next run does, so none
+        stays open (and billed, on AWS) for long. Returns the keys whose uploads were aborted.
+        """
+        prefix = self.key
+        if self.split:
+            prefix = os.path.commonprefix([part_key(self.key, 0), part_key(self.key, 1)])  # noqa: RUF071
+        aborted = []
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                if self._is_ours(upload["Key"]):
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    aborted.append(upload["Key"])
+        if aborted:
+            log.info("aborted %d multipart upload(s) an earlier run left open: %s", len(aborted), ", ".join(aborted))
+        return aborted
 
     def existing_keys(self) -> list[str]:
         if not self.split:
@@ -237,13 +266,25 @@ class S3Output:
             "deleted_stale_parts": sorted(stale),
         }
 
-    def abort(self) -> None:
-        """Abort every upload of this run: no object of it becomes visible."""
+    def abort(self) -> bool:
+        """Abort every upload of this run: no object of it becomes visible.
+
+        Returns False if S3 refused or did not answer; the next run aborts what is left.
+        """
+        aborted = True
         try:
             for file in self.files:
                 try:
                     file.abort()
-                except Exception:
-                    log.exception("could not abort the multipart upload of s3://%s/%s", self.bucket, file.key)
+                except Exception as exc:
+                    aborted = False
+                    log.warning("could not abort the multipart upload of s3://%s/%s (%s); the next run of this "
+                                "task will", self.bucket, file.key, one_line(exc))
         finally:
             self._executor.shutdown(cancel_futures=True)
+        return aborted
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its type and message, whitespace collapsed."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.compression import Compression
+from ferry.transfers.failures import transfer_failure
 from ferry.transfers.s3_sink import DEFAULT_PART_SIZE, S3Output
 
 CONTENT_TYPES = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
@@ -31,4 +32,9 @@ def open_s3_output(s3_conn_id: str, bucket: str, key: str, *, file_format: str, 
         output.check_target()
     except (FileNotFoundError, FileExistsError) as exc:
         raise AirflowException(str(exc)) from exc
+    except Exception as exc:
+        message = transfer_failure(exc, done="checking the target", not_written=f"nothing was written to s3://{bucket}/{key}")
+        if message is None:
+            raise
+        raise AirflowException(message) from exc
     return output

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
+from ferry.transfers.failures import transfer_failure
 from ferry.transfers.progress import Progress
-from ferry.transfers.sftp_sink import CHUNK, prefetched, put_atomically
+from ferry.transfers.sftp_sink import CHUNK, prefetched, put_atomically, temporary_path
+
+UnsafeKeys = Literal["fail", "skip"]
+
+
+def unsafe_relative_path(relative: str) -> bool:
+    """True if joining ``relative`` onto a directory could leave it, or name the directory itself.
+
+    Object keys are names chosen by whoever can write to the bucket: ``..``, ``.``, empty
+    segments (``a//b``, which a join would turn into an absolute path) and absolute paths are
+    refused rather than normalised, so that no key is ever written somewhere it does not say.
+    """
+    return relative.startswith("/") or any(part in ("", ".", "..") for part in relative.split("/"))
 
 
 class S3ToSFTPOperator(BaseOperator):
@@ -29,6 +42,9 @@ class S3ToSFTPOperator(BaseOperator):
         the object's name (templated).
     :param s3_conn_id: AWS connection.
     :param sftp_conn_id: SSH/SFTP connection.
+    :param unsafe_keys: what to do with an object whose key would be written outside the
+        target directory (``..``, ``.``, empty or absolute segments): ``fail`` the task before
+        anything is written (the default), or ``skip`` it with a warning.
     :return: a manifest: for each object its key, SFTP path and bytes.
     """
 
@@ -43,9 +59,13 @@ class S3ToSFTPOperator(BaseOperator):
         sftp_path: str,
         s3_conn_id: str = "aws_default",
         sftp_conn_id: str = "sftp_default",
+        unsafe_keys: UnsafeKeys = "fail",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if unsafe_keys not in ("fail", "skip"):
+            raise ValueError(f"unsafe_keys must be 'fail' or 'skip', not {unsafe_keys!r}")
+        self.unsafe_keys = unsafe_keys
         self.s3_bucket = s3_bucket
         self.s3_key = s3_key
         self.sftp_path = sftp_path
@@ -59,8 +79,11 @@ class S3ToSFTPOperator(BaseOperator):
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.s3_bucket, Prefix=self.s3_key):
                 for item in page.get("Contents", []):
                     relative = item["Key"][len(self.s3_key) :]
-                    if relative and not relative.endswith("/"):
-                        plan.append((item["Key"], posixpath.join(self.sftp_path, relative), item["Size"]))
+                    if not relative or relative.endswith("/"):
+                        continue  # the prefix itself, or a "folder" marker
+                    if not self._safe(item["Key"], relative.rstrip("/")):
+                        continue
+                    plan.append((item["Key"], posixpath.join(self.sftp_path, relative), item["Size"]))
             if not plan:
                 raise AirflowException(f"no objects under s3://{self.s3_bucket}/{self.s3_key}")
             return plan
@@ -72,16 +95,49 @@ class S3ToSFTPOperator(BaseOperator):
             raise AirflowException(f"s3://{self.s3_bucket}/{self.s3_key} cannot be read: {exc}") from exc
         path = self.sftp_path
         if path.endswith("/"):
-            path = posixpath.join(path, posixpath.basename(self.s3_key))
+            name = posixpath.basename(self.s3_key)
+            if not self._safe(self.s3_key, name):
+                raise AirflowException(f"nothing to copy: the only object, {self.s3_key!r}, was skipped")
+            path = posixpath.join(path, name)
         return [(self.s3_key, path, size)]
+
+    def _safe(self, key: str, relative: str) -> bool:
+        """False (skip) or an exception (fail) for a key that would leave the target directory."""
+        if not unsafe_relative_path(relative):
+            return True
+        problem = (f"object key {key!r} would be written outside {self.sftp_path!r} "
+                   "('..', '.', or an empty segment)")
+        if self.unsafe_keys == "skip":
+            self.log.warning("skipped: %s", problem)
+            return False
+        raise AirflowException(f"{problem}; nothing was written. Rename the object, or pass unsafe_keys='skip'")
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-        from airflow.providers.ssh.hooks.ssh import SSHHook
 
         s3 = S3Hook(aws_conn_id=self.s3_conn_id).get_conn()
         plan = self._plan(s3)
-        files = []
+        files: list[dict[str, Any]] = []
+        try:
+            self._copy(s3, plan, files)
+        except BaseException as exc:
+            failed = plan[len(files)][1]
+            partial = posixpath.basename(temporary_path(failed))
+            message = transfer_failure(
+                exc,
+                done=f"{len(files)} of {len(plan)} files",
+                not_written=f"nothing was written at sftp:{failed} (a partial {partial} beside it, if any, "
+                "is replaced by the next run)" + (f"; {len(files)} earlier files are complete" if files else ""),
+            )
+            if message is None:
+                raise
+            raise AirflowException(message) from exc
+        return {"bucket": self.s3_bucket, "files": files, "bytes": sum(f["bytes"] for f in files)}
+
+    def _copy(self, s3: Any, plan: list[tuple[str, str, int]], files: list[dict[str, Any]]) -> None:
+        """Copy each planned object in turn, appending to ``files`` as each one is in place."""
+        from airflow.providers.ssh.hooks.ssh import SSHHook
+
         with SSHHook(ssh_conn_id=self.sftp_conn_id).get_conn() as ssh, ssh.open_sftp() as sftp:
             for key, path, size in plan:
                 progress = Progress(self.log, f"s3://{self.s3_bucket}/{key} → sftp:{path}")
@@ -95,4 +151,3 @@ class S3ToSFTPOperator(BaseOperator):
                 written = put_atomically(sftp, prefetched(chunks()), path, expected_size=size)
                 self.log.info("done: %s", progress.summary())
                 files.append({"s3_key": key, "sftp_path": path, "bytes": written})
-        return {"bucket": self.s3_bucket, "files": files, "bytes": sum(f["bytes"] for f in files)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import posixpath
 import queue
-import secrets
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -79,12 +78,23 @@ def write_request_size(sftp: Any, remote: Any) -> int:
     return min(remote.MAX_REQUEST_SIZE, sftp.sock.out_max_packet_size - 64 - header)
 
 
+def temporary_path(path: str) -> str:
+    """Where ``path`` is written before the rename: beside it, named after it, the same every run.
+
+    Derived from the target, not random, so that a run whose connection died (and could not
+    remove its temporary file) leaves a file that the next run of the same transfer overwrites
+    and renames away, instead of a leftover nobody ever cleans.
+    """
+    directory, name = posixpath.split(path)
+    return posixpath.join(directory, f".{name}.ferry-partial")
+
+
 def put_atomically(sftp: Any, chunks: Iterable[bytes], path: str, expected_size: int | None) -> int:
     """Write ``chunks`` to ``path`` through a temporary file; rename only when all arrived."""
-    directory, name = posixpath.split(path)
+    directory = posixpath.dirname(path)
     if directory:
         makedirs(sftp, directory)
-    tmp = posixpath.join(directory, f".{name}.ferry-{secrets.token_hex(4)}.tmp")
+    tmp = temporary_path(path)
     written = 0
     try:
         with sftp.open(tmp, "wb") as remote:
@@ -98,7 +108,8 @@ def put_atomically(sftp: Any, chunks: Iterable[bytes], path: str, expected_size:
             raise OSError(f"size check failed for {path}: expected {expected_size}, wrote {written}, found {size}")
         sftp.posix_rename(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        # With the connection gone this fails too; the next run overwrites the file.
+        with contextlib.suppress(Exception):
             sftp.remove(tmp)
         raise
     return written
