@@ -19,6 +19,9 @@ from ferry.stack.process import read_pid, spawn, stop_pid
 from ferry.stack.service import Service
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: Airflow's log server binds every interface (its host is hard-coded); everything runs on this
+#: machine, so the api-server reads task logs from disk and the log servers are not started.
+ARGUMENTS = {"scheduler": ["--skip-serve-logs"], "triggerer": ["--skip-serve-logs"]}
 
 
 def airflow_executable() -> str:
@@ -60,13 +63,18 @@ class AirflowService(Service):
     def alive(self) -> bool:
         return all(read_pid(self._pid_file(c)) is not None for c in COMPONENTS)
 
+    def partly_dead(self) -> bool:
+        # The scheduler, triggerer and dag-processor exit when PostgreSQL goes away, while the
+        # api-server stays up: waiting for such a deployment to become healthy never ends.
+        return not self.alive()
+
     def _launch(self) -> None:
         env = self._env()
         self.write_passwords_file()
         migrate_metadata_db(env, self.log_file)
         for component in COMPONENTS:
             spawn(
-                [airflow_executable(), component],
+                [airflow_executable(), component, *ARGUMENTS.get(component, [])],
                 env=env,
                 pid_file=self._pid_file(component),
                 log_file=self._component_log(component),
@@ -86,6 +94,12 @@ class AirflowService(Service):
             if (pid := read_pid(self._pid_file(component))) is not None:
                 stop_pid(pid)
             self._pid_file(component).unlink(missing_ok=True)
+
+    def status_line(self) -> str:
+        states = {c: read_pid(self._pid_file(c)) is not None for c in COMPONENTS}
+        state = "up" if all(states.values()) and self.ready() else "partly" if any(states.values()) else "down"
+        components = ", ".join(f"{c} {'up' if alive else 'down'}" for c, alive in states.items())
+        return f"{self.name:<12} {state:<5} {self.endpoint:<22} {self.detail()}; {components}"
 
     def detail(self) -> str:
         return f"{self.settings.url('airflow')} (login admin / `ferry stack password`)"

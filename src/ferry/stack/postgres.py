@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from ferry.stack.errors import StackError
+from ferry.stack.process import pid_alive
 from ferry.stack.service import Service
 
 DATABASES = ("airflow", "inside_airbnb")
@@ -162,14 +163,27 @@ class PostgresService(Service):
 
     # -- Service -----------------------------------------------------------------------------
 
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.pgdata / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def is_running(self) -> bool:
         if not (self.pgdata / "PG_VERSION").exists():
             return False
+        pid = self._postmaster_pid()
+        if pid is None or not pid_alive(pid):
+            return False  # pg_ctl would call a killed postmaster that is still a zombie running
         return self._run("pg_ctl", "status", "-D", str(self.pgdata), check=False).returncode == 0
 
     def _launch(self) -> None:
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
+        if (pid := self._postmaster_pid()) is not None and not pid_alive(pid):
+            # Left by a postmaster that was killed; PostgreSQL would refuse to start while its
+            # (zombie) pid answers. Crash recovery runs on start.
+            (self.pgdata / "postmaster.pid").unlink()
         self._write_runtime_conf()
         self.log_file.touch()
         self._chown(self.log_file)

@@ -52,7 +52,14 @@ def pid_alive(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         return done == 0
     except ChildProcessError:
+        pass
+    # Someone else's zombie: a daemon killed outright waits for init to reap it, and on some
+    # machines (containers, micro-VMs) init never does.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def read_pid(pid_file: Path) -> int | None:

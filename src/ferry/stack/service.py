@@ -53,8 +53,15 @@ class Service(ABC):
     def after_ready(self) -> None:
         """Work done once the service answers (create databases, buckets…)."""
 
+    def partly_dead(self) -> bool:
+        """True if the service runs but cannot recover by itself (a component died, a worker lost
+        its master): ``start`` then restarts it instead of waiting for it."""
+        return False
+
     def start(self) -> bool:
         """Start the service unless it already runs; return True if this call started it."""
+        if self.is_running() and self.partly_dead():
+            self.stop()
         if self.is_running():
             if not self.ready():
                 wait_until(self.ready, service=self.name, log_file=self.log_file, timeout=self.start_timeout)

@@ -30,6 +30,9 @@ def spark_environment(settings: StackSettings) -> dict[str, str]:
         "PATH": f"{home / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYSPARK_PYTHON": sys.executable,
         "SPARK_LOG_DIR": str(settings.logs),
+        # Spark's web UIs (master, worker, driver) bind to this address, by default all
+        # interfaces; their kill links must not be reachable from the network.
+        "SPARK_LOCAL_IP": settings.host,
     }
 
 
@@ -80,6 +83,11 @@ class SparkWorkerService(_SparkDaemon):
         return [f"spark://{self.settings.host}:{self.settings.ports['spark']}", "--host", self.settings.host,
                 "--cores", str(os.cpu_count() or 2), "--memory", "3g", "--webui-port", str(self.port),
                 "--work-dir", str(self.settings.data("spark") / "work")]
+
+    def partly_dead(self) -> bool:
+        """A master that was restarted does not know this worker, and the worker's reconnection
+        attempts can take minutes: restart it instead."""
+        return port_answers(self.settings.host, self.settings.ports["spark-ui"]) and not self.ready()
 
     def ready(self) -> bool:
         """Registered with the master, not merely listening."""
