@@ -199,7 +199,7 @@ def main() -> int:
     os.environ.update(stack_environment(stack.settings))
     os.environ.setdefault("FERRY_SSH_PORT", str(stack.settings.ports["sshd"]))
     os.environ["USER_NAME"] = stack.service("sshd").user
-    wanted = set(sys.argv[1:]) or {"postgres", "sftp", "cruncher", "digits"}  # `python -m bench sftp`: one
+    wanted = set(sys.argv[1:]) or {"postgres", "sftp", "cruncher", "digits", "s3"}  # `python -m bench sftp`: one
     rows, rows_x4 = prepare(stack) if wanted & {"postgres", "sftp", "cruncher"} else (0, 0)
     report = [f"## Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({os.cpu_count()} cores)", ""]
     if "postgres" in wanted:
@@ -213,6 +213,10 @@ def main() -> int:
         from bench.digits import bench_digits
 
         report += ["", *bench_digits(stack)]
+    if "s3" in wanted:
+        from bench.s3 import bench_s3_memory
+
+        report += ["", *bench_s3_memory(stack)]
     text = "\n".join(report)
     print(text)
     out = Path(__file__).parent / "out"
