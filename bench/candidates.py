@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 BUCKET = "ferry-bench"
 
@@ -64,6 +65,31 @@ def bare_copy_multipart(query: str, key: str) -> None:
     s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload, MultipartUpload={"Parts": parts})
 
 
+def pipelined_copy_upload(query: str, key: str) -> None:
+    """The practical limit, built as an expert would: COPY written into a pipe by one thread while
+    boto3's ``upload_fileobj`` (its default TransferConfig: 8 MiB parts, 10 threads) reads it."""
+    import threading
+
+    import boto3
+    import psycopg
+
+    s3 = boto3.client("s3")
+    read_end, write_end = os.pipe()
+
+    def produce() -> None:
+        statement = f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)"
+        with os.fdopen(write_end, "wb") as pipe, psycopg.connect() as conn, conn.cursor() as cur, \
+                cur.copy(statement) as copy:
+            for chunk in copy:
+                pipe.write(chunk)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    with os.fdopen(read_end, "rb") as pipe:
+        s3.upload_fileobj(pipe, BUCKET, key)
+    producer.join()
+
+
 def ferry_postgres_to_s3(query: str, key: str, file_format: str = "csv", compression: str = "") -> None:
     from ferry.transfers import PostgresToS3Operator
 
@@ -95,6 +121,76 @@ def openssh_sftp_put(local: str, path: str) -> None:
          "-o", "StrictHostKeyChecking=yes", "-P", os.environ["FERRY_SSH_PORT"], f"{os.environ['USER_NAME']}@127.0.0.1"],
         input=f"put {local} {path}\n".encode(), check=True, capture_output=True,
     )
+
+
+def _load_table(table: str) -> None:
+    import psycopg
+
+    with psycopg.connect(autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (LIKE listings)")
+
+
+def bare_s3_copy_in(key: str, table: str) -> None:
+    """The practical limit for S3 → PostgreSQL: the object's body streamed into COPY FROM STDIN."""
+    import boto3
+    import psycopg
+
+    _load_table(table)
+    body = boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"]
+    with psycopg.connect() as conn, conn.cursor() as cur, \
+            cur.copy(f"COPY {table} FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
+        for chunk in body.iter_chunks(8 * 1024 * 1024):
+            copy.write(chunk)
+
+
+def ferry_s3_to_postgres(key: str, table: str) -> None:
+    from ferry.transfers import S3ToPostgresOperator
+
+    _load_table(table)
+    S3ToPostgresOperator(task_id="f", s3_bucket=BUCKET, s3_key=key, postgres_conn_id="inside_airbnb",
+                         table=table).execute({})
+
+
+def provider_s3_to_sql(key: str, table: str) -> None:
+    """The provider's S3ToSqlOperator with the csv parser its documentation shows."""
+    from airflow.providers.amazon.aws.transfers.s3_to_sql import S3ToSqlOperator
+
+    def parse_csv(filepath):
+        with open(filepath, newline="") as file:
+            reader = csv.reader(file)
+            next(reader)  # the header
+            yield from ([value or None for value in row] for row in reader)
+
+    _load_table(table)
+    S3ToSqlOperator(task_id="b", s3_bucket=BUCKET, s3_key=key, table=table, parser=parse_csv,
+                    sql_conn_id="inside_airbnb").execute({})
+
+
+def ssh_cat_upload(path: str, key: str) -> None:
+    """The practical limit for SFTP → S3: ``ssh cat`` (OpenSSH) piped into boto3's upload_fileobj."""
+    import boto3
+
+    keys = os.path.join(os.environ["FERRY_HOME"], "data", "sshd")
+    ssh = subprocess.Popen(
+        ["ssh", "-i", f"{keys}/client_ed25519", "-o", f"UserKnownHostsFile={keys}/known_hosts",
+         "-o", "StrictHostKeyChecking=yes", "-p", os.environ["FERRY_SSH_PORT"],
+         f"{os.environ['USER_NAME']}@127.0.0.1", "cat", path], stdout=subprocess.PIPE)
+    boto3.client("s3").upload_fileobj(ssh.stdout, BUCKET, key)
+    if ssh.wait():
+        raise RuntimeError("ssh cat failed")
+
+
+def ferry_sftp_to_s3(path: str, key: str) -> None:
+    from ferry.transfers import SFTPToS3Operator
+
+    SFTPToS3Operator(task_id="f", sftp_path=path, s3_bucket=BUCKET, s3_key=key).execute({})
+
+
+def provider_sftp_to_s3(path: str, key: str) -> None:
+    from airflow.providers.amazon.aws.transfers.sftp_to_s3 import SFTPToS3Operator
+
+    SFTPToS3Operator(task_id="b", sftp_path=path, s3_bucket=BUCKET, s3_key=key, sftp_conn_id="sftp_default",
+                     replace=True).execute({})
 
 
 def book_crunch(prefix: str) -> None:
@@ -140,8 +236,11 @@ def ferry_crunch(prefix: str) -> None:
 
 
 CANDIDATES = {f.__name__: f for f in (seed_postgres_to_s3, provider_sql_to_s3, bare_copy_multipart,
+                                      pipelined_copy_upload,
                                       ferry_postgres_to_s3, ferry_s3_to_sftp, provider_s3_to_sftp,
-                                      openssh_sftp_put, book_crunch, ferry_crunch)}
+                                      openssh_sftp_put, book_crunch, ferry_crunch, bare_s3_copy_in,
+                                      ferry_s3_to_postgres, provider_s3_to_sql, ssh_cat_upload, ferry_sftp_to_s3,
+                                      provider_sftp_to_s3)}
 
 if __name__ == "__main__":
     import logging
@@ -150,6 +249,9 @@ if __name__ == "__main__":
     # Import every candidate's libraries before the clock starts: we time the work, not imports.
     for module in ("airflow.providers.amazon.aws.hooks.s3", "airflow.providers.amazon.aws.transfers.s3_to_sftp",
                    "airflow.providers.amazon.aws.transfers.sql_to_s3", "airflow.providers.postgres.hooks.postgres",
+                   "airflow.providers.amazon.aws.transfers.s3_to_sql",
+                   "airflow.providers.amazon.aws.transfers.sftp_to_s3",
+                   "ferry.transfers.s3_to_postgres", "ferry.transfers.sftp_to_s3",
                    "airflow.providers.ssh.hooks.ssh", "boto3", "psycopg", "ferry.transfers.postgres_source",
                    "ferry.transfers.writers", "ferry.airbnb.cruncher", "pandas"):
         importlib.import_module(module)
@@ -157,4 +259,8 @@ if __name__ == "__main__":
     name, *args = sys.argv[1:]
     started = time.perf_counter()
     CANDIDATES[name](*args)
-    print(json.dumps({"seconds": time.perf_counter() - started}))
+    seconds = time.perf_counter() - started
+    # This process's own peak (VmHWM): getrusage's ru_maxrss would also count the parent's
+    # memory at fork, which exec carries over into the child's maximum.
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    print(json.dumps({"seconds": seconds, "peak_mb": int(status["VmHWM"].split()[0]) / 1024}))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, dag, task
 
+from ferry.airbnb.assets import LISTINGS_EXPORTS
 from ferry.transfers import PostgresToS3Operator
 
 BUCKET = "inside-airbnb"
@@ -35,6 +36,7 @@ def inside_airbnb():
         # Named by the interval's start: a scheduled run's logical date, and also right for a
         # manual run (`airflow dags test inside_airbnb 2019-12-01` runs the interval ending then).
         s3_key="listing-{{ data_interval_start | ds }}.csv",
+        outlets=[LISTINGS_EXPORTS],  # DAGs scheduled on it run after each export (inside_airbnb_exports.py)
     )
 
     @task

@@ -45,13 +45,44 @@ def bucket_contents(s3) -> dict[str, bytes]:
     return {k: s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in sorted(keys)}
 
 
+def exports_queued_for(dag_id: str) -> tuple[list[dict], list[str]]:
+    """The asset events of the Inside Airbnb exports, and the DAG ids queued to run on them."""
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    from ferry.airbnb.assets import LISTINGS_EXPORTS
+
+    with create_session() as session:
+        asset = session.scalar(select(AssetModel).where(AssetModel.uri == LISTINGS_EXPORTS.uri))
+        if asset is None:
+            return [], []
+        events = [e.extra for e in session.scalars(select(AssetEvent).where(AssetEvent.asset_id == asset.id))]
+        queued = list(session.scalars(select(AssetDagRunQueue.target_dag_id).where(
+            AssetDagRunQueue.asset_id == asset.id, AssetDagRunQueue.target_dag_id == dag_id)))
+    return events, queued
+
+
 def test_backfill_intervals_results_and_idempotency(airflow_db, listings, s3):
     from ferry.airbnb.backfill import backfill, monthly_dates
+
+    # The scheduler's view of every DAG, so that the export's asset event finds its consumer,
+    # switched on as a user would (new DAGs start paused).
+    airflow = str(Path(os.sys.executable).parent / "airflow")
+    subprocess.run([airflow, "dags", "reserialize"], check=True, capture_output=True, env=os.environ.copy())
+    subprocess.run([airflow, "dags", "unpause", "inside_airbnb_exports"], check=True, capture_output=True,
+                   env=os.environ.copy())
 
     starts = [d for d in monthly_dates() if str(d.date()) in ("2015-04-01", "2015-10-01", "2017-06-01", "2019-12-01")]
     assert len(starts) == 4
     assert all("success (3 tasks)" in state for state in backfill(starts))
     first = bucket_contents(s3)
+
+    # Each export emitted an asset event naming its object, and queued the DAG scheduled on it.
+    events, queued = exports_queued_for("inside_airbnb_exports")
+    assert [e["keys"] for e in events][-4:] == [[f"listing-{s.date()}.csv"] for s in starts]
+    assert all(e["bucket"] == BUCKET and e["rows"] >= 0 and e["bytes"] > 0 for e in events[-4:])
+    assert queued == ["inside_airbnb_exports"]
 
     # One object per interval, holding exactly the rows of that interval.
     for start in starts:

@@ -17,7 +17,7 @@ import psutil
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
-from ferry.transfers import PostgresToS3Operator, S3ToSFTPOperator
+from ferry.transfers import PostgresToS3Operator, S3ToSFTPOperator, SFTPToS3Operator
 from ferry.transfers.sftp_sink import temporary_path
 from tests.transfers.conftest import get_body, open_uploads
 
@@ -150,3 +150,27 @@ def test_sshd_killed_mid_transfer(stack, s3, bucket, tmp_path: Path):
     copy()
     assert (target / "b.bin").read_bytes() == big
     assert sorted(os.listdir(target)) == ["a.bin", "b.bin"]  # the partial file is gone
+
+
+def test_sshd_killed_mid_upload_from_sftp(stack, s3, bucket, tmp_path: Path):
+    source = tmp_path / "big.bin"
+    with open(source, "wb") as out:
+        for _ in range(40):
+            out.write(os.urandom(10 * MiB))
+
+    def copy():
+        return SFTPToS3Operator(task_id="copy", sftp_path=str(source), s3_bucket=bucket, s3_key="in/big.bin",
+                                part_size=5 * MiB).execute({})
+
+    thread, outcome = run_in_thread(copy)
+    wait_for(lambda: uploaded_parts(s3, bucket, "in/big.bin") >= 1, thread, outcome)
+    kill_tree(int(stack.service("sshd").pid_file.read_text()))
+    thread.join(timeout=300)
+    assert_one_line_failure(outcome, "SFTP failed after 0 of 1 files", f"nothing was written to s3://{bucket}/in/big.bin")
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.head_object(Bucket=bucket, Key="in/big.bin")
+    assert open_uploads(s3, bucket) == []  # S3 was alive: the upload was aborted at once
+
+    stack.up(["sshd"], echo=lambda line: None)
+    copy()
+    assert s3.head_object(Bucket=bucket, Key="in/big.bin")["ContentLength"] == 400 * MiB

@@ -247,6 +247,8 @@ def test_dropped_connection_leaves_nothing(pg, s3, bucket):
         ({"file_format": "xlsx"}, "file_format must be one of"),
         ({"compression": "bz2"}, "compression must be None"),
         ({"max_rows_per_file": 0}, "max_rows_per_file must be a positive number"),
+        ({"part_size": 1024 * 1024}, "part_size must be at least 5 MiB"),
+        ({"upload_concurrency": 0}, "upload_concurrency must be at least 1"),
     ],
 )
 def test_bad_arguments_fail_at_parse_time(kwargs, message):

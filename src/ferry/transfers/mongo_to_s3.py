@@ -10,7 +10,9 @@ from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.compression import EXTENSIONS, Compression
 from ferry.transfers.failures import nothing_written, transfer_failure
+from ferry.transfers.lineage import Dataset, LineageMixin, wrote_to_s3
 from ferry.transfers.progress import Progress
+from ferry.transfers.s3_sink import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, check_upload_settings
 from ferry.transfers.s3_target import open_s3_output
 
 if TYPE_CHECKING:  # pyarrow, which mongo_source needs, stays out of DAG parsing
@@ -23,7 +25,7 @@ def _identity(docs: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
     return docs
 
 
-class MongoToS3Operator(BaseOperator):
+class MongoToS3Operator(LineageMixin, BaseOperator):
     """Export documents from MongoDB to S3, reading the cursor in batches.
 
     :param mongo_conn_id: MongoDB connection.
@@ -41,6 +43,9 @@ class MongoToS3Operator(BaseOperator):
         documents (a later document with an unknown field then fails the task).
     :param replace: overwrite an existing object; if False, fail when it exists.
     :param s3_conn_id: AWS connection.
+    :param batch_size: documents per cursor batch.
+    :param part_size: bytes per multipart part (at least 5 MiB; boto3's 8 MiB by default).
+    :param upload_concurrency: parts uploading at once (boto3's 10 by default).
     :return: a manifest: the key written, its documents (rows) and bytes.
     """
 
@@ -63,9 +68,12 @@ class MongoToS3Operator(BaseOperator):
         replace: bool = True,
         s3_conn_id: str = "aws_default",
         batch_size: int = 5_000,
+        part_size: int = DEFAULT_PART_SIZE,
+        upload_concurrency: int = DEFAULT_CONCURRENCY,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_upload_settings(part_size, upload_concurrency)
         if file_format not in ("jsonl", "parquet"):
             raise ValueError(f"file_format must be 'jsonl' or 'parquet', not {file_format!r}")
         if compression not in EXTENSIONS:
@@ -83,6 +91,8 @@ class MongoToS3Operator(BaseOperator):
         self.replace = replace
         self.s3_conn_id = s3_conn_id
         self.batch_size = batch_size
+        self.part_size = part_size
+        self.upload_concurrency = upload_concurrency
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.mongo.hooks.mongo import MongoHook
@@ -90,7 +100,8 @@ class MongoToS3Operator(BaseOperator):
         from ferry.transfers import mongo_source, writers
 
         output = open_s3_output(self.s3_conn_id, self.s3_bucket, self.s3_key, file_format=self.file_format,
-                                compression=self.compression, replace=self.replace)
+                                compression=self.compression, replace=self.replace, part_size=self.part_size,
+                                concurrency=self.upload_concurrency)
 
         hook = MongoHook(mongo_conn_id=self.mongo_conn_id)
         client = hook.get_conn()
@@ -129,4 +140,9 @@ class MongoToS3Operator(BaseOperator):
                 raise
             raise AirflowException(message) from exc
         self.log.info("done: %s", progress.summary())
+        connection = hook.connection
+        source = Dataset(f"mongodb://{connection.host}:{connection.port or 27017}",
+                         f"{database.name}.{self.mongo_collection}")
+        self.emit_asset_events(context, wrote_to_s3(self.s3_bucket, [f["key"] for f in manifest["files"]], [source],
+                                                    rows=manifest["rows"], bytes=manifest["bytes"]))
         return manifest

@@ -11,8 +11,9 @@ from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.compression import EXTENSIONS, Compression
 from ferry.transfers.failures import nothing_written, transfer_failure
+from ferry.transfers.lineage import LineageMixin, postgres_tables, wrote_to_s3
 from ferry.transfers.progress import Progress
-from ferry.transfers.s3_sink import DEFAULT_PART_SIZE
+from ferry.transfers.s3_sink import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, check_upload_settings
 from ferry.transfers.s3_target import CONTENT_TYPES, open_s3_output
 
 FileFormat = Literal["csv", "jsonl", "parquet"]
@@ -21,7 +22,7 @@ FileFormat = Literal["csv", "jsonl", "parquet"]
 log = logging.getLogger(__name__)
 
 
-class PostgresToS3Operator(BaseOperator):
+class PostgresToS3Operator(LineageMixin, BaseOperator):
     """Export the result of a PostgreSQL query to S3 without holding it in memory.
 
     Rows are read with ``COPY (query) TO STDOUT`` (csv, jsonl) or a server-side cursor
@@ -44,7 +45,9 @@ class PostgresToS3Operator(BaseOperator):
     :param max_bytes_per_file: start a new part after this many bytes (uncompressed for text
         formats; checked per row group for parquet).
     :param replace: overwrite existing objects; if False, fail when the target exists.
-    :param part_size: bytes per multipart part (memory use is about three parts).
+    :param part_size: bytes per multipart part (at least 5 MiB; boto3's 8 MiB by default).
+    :param upload_concurrency: parts uploading at once (boto3's 10 by default). Memory holds
+        about ``upload_concurrency + 1`` parts.
     :return: a manifest: the bucket, and for each key written its rows and bytes.
     """
 
@@ -68,6 +71,7 @@ class PostgresToS3Operator(BaseOperator):
         max_bytes_per_file: int | None = None,
         replace: bool = True,
         part_size: int = DEFAULT_PART_SIZE,
+        upload_concurrency: int = DEFAULT_CONCURRENCY,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -89,7 +93,9 @@ class PostgresToS3Operator(BaseOperator):
         self.max_rows_per_file = max_rows_per_file
         self.max_bytes_per_file = max_bytes_per_file
         self.replace = replace
+        check_upload_settings(part_size, upload_concurrency)
         self.part_size = part_size
+        self.upload_concurrency = upload_concurrency
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.postgres.hooks.postgres import PostgresHook
@@ -99,7 +105,7 @@ class PostgresToS3Operator(BaseOperator):
         output = open_s3_output(
             self.s3_conn_id, self.s3_bucket, self.s3_key, file_format=self.file_format,
             compression=self.compression, split=bool(self.max_rows_per_file or self.max_bytes_per_file),
-            replace=self.replace, part_size=self.part_size,
+            replace=self.replace, part_size=self.part_size, concurrency=self.upload_concurrency,
         )
 
         target = f"s3://{self.s3_bucket}/{self.s3_key}"
@@ -122,6 +128,7 @@ class PostgresToS3Operator(BaseOperator):
                     **limits,
                 )
             manifest = output.commit()
+            inputs = postgres_tables(conn, self.query)
         except BaseException as exc:
             aborted = output.abort()
             message = transfer_failure(exc, done=f"{progress.rows:,} rows",
@@ -138,4 +145,7 @@ class PostgresToS3Operator(BaseOperator):
         )
         if manifest["deleted_stale_parts"]:
             self.log.info("deleted %d parts left by an earlier, larger run", len(manifest["deleted_stale_parts"]))
+        keys = [f["key"] for f in manifest["files"]]
+        self.emit_asset_events(context, wrote_to_s3(self.s3_bucket, keys, inputs, rows=manifest["rows"],
+                                                    bytes=manifest["bytes"]))
         return manifest

@@ -20,12 +20,22 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PART_SIZE = 16 * 1024 * 1024
+#: boto3's own defaults (``TransferConfig``: 8 MiB parts, 10 threads): on AWS one connection
+#: carries ~50–100 MB/s, so throughput needs several parts in flight. Memory is bounded by
+#: (concurrency + 1) parts: 88 MiB with these.
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+DEFAULT_CONCURRENCY = 10
 #: S3 allows 10,000 parts per upload; part sizes double every this many parts, so an object
 #: can grow far beyond ``part_size * 10_000`` without anyone choosing a part size for it.
 PARTS_PER_SIZE_STEP = 1_000
-#: Parts uploading at once (per export). Memory is bounded by (this + 1) times the part size.
-MAX_IN_FLIGHT = 2
+
+
+def check_upload_settings(part_size: int, concurrency: int) -> None:
+    """Raise ValueError for settings S3 or the memory bound cannot work with."""
+    if part_size < 5 * 1024 * 1024:
+        raise ValueError(f"part_size must be at least 5 MiB (S3's smallest part), not {part_size!r}")
+    if concurrency < 1:
+        raise ValueError(f"upload_concurrency must be at least 1, not {concurrency!r}")
 
 
 class MultipartObject:
@@ -47,6 +57,7 @@ class MultipartObject:
         self._executor, self._slots = executor, slots
         self._buffer = bytearray()
         self._parts: list[Future[dict[str, Any]]] = []
+        self._checked = 0  # parts before this index are known to have uploaded
         self.bytes = 0
         self.rows = 0
         self.closed = False
@@ -79,13 +90,14 @@ class MultipartObject:
 
     def _send_part(self) -> None:
         # A part that failed (S3 gone, say) fails the export now, not after reading everything.
-        for earlier in self._parts[-MAX_IN_FLIGHT - 1 :]:
-            if earlier.done() and earlier.exception() is not None:
-                raise earlier.exception()
+        while self._checked < len(self._parts) and self._parts[self._checked].done():
+            if (error := self._parts[self._checked].exception()) is not None:
+                raise error
+            self._checked += 1
         # Hand the buffer itself to the upload and start a new one: no 16 MB copy per part.
         body, self._buffer = self._buffer, bytearray()
         number = len(self._parts) + 1
-        self._slots.acquire()  # at most MAX_IN_FLIGHT parts held while uploading
+        self._slots.acquire()  # at most `concurrency` parts held while uploading
         future = self._executor.submit(self._upload, number, body)
         future.add_done_callback(lambda _: self._slots.release())
         self._parts.append(future)
@@ -145,11 +157,13 @@ class S3Output:
     split: bool = False
     replace: bool = True
     part_size: int = DEFAULT_PART_SIZE
+    concurrency: int = DEFAULT_CONCURRENCY
     files: list[MultipartObject] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._executor = ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="s3-part")
-        self._slots = threading.Semaphore(MAX_IN_FLIGHT)
+        check_upload_settings(self.part_size, self.concurrency)
+        self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3-part")
+        self._slots = threading.Semaphore(self.concurrency)
 
     # -- checks before any data moves ---------------------------------------------------------
 

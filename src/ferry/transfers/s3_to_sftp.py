@@ -10,6 +10,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.failures import transfer_failure
+from ferry.transfers.lineage import Dataset, Lineage, LineageMixin, s3_objects
 from ferry.transfers.progress import Progress
 from ferry.transfers.sftp_sink import CHUNK, prefetched, put_atomically, temporary_path
 
@@ -26,7 +27,7 @@ def unsafe_relative_path(relative: str) -> bool:
     return relative.startswith("/") or any(part in ("", ".", "..") for part in relative.split("/"))
 
 
-class S3ToSFTPOperator(BaseOperator):
+class S3ToSFTPOperator(LineageMixin, BaseOperator):
     """Copy an S3 object, or every object under a prefix, to an SFTP server.
 
     The object is read from S3 in a background thread while earlier chunks are written over
@@ -132,13 +133,21 @@ class S3ToSFTPOperator(BaseOperator):
             if message is None:
                 raise
             raise AirflowException(message) from exc
+        paths = [f["sftp_path"] for f in files]
+        self.emit_asset_events(context, Lineage(
+            inputs=s3_objects(self.s3_bucket, [f["s3_key"] for f in files]),
+            outputs=[Dataset(self._sftp_namespace, path) for path in paths],
+            uris=[f"{self._sftp_namespace}{path}" for path in paths],
+            extra={"paths": paths, "bytes": sum(f["bytes"] for f in files)}))
         return {"bucket": self.s3_bucket, "files": files, "bytes": sum(f["bytes"] for f in files)}
 
     def _copy(self, s3: Any, plan: list[tuple[str, str, int]], files: list[dict[str, Any]]) -> None:
         """Copy each planned object in turn, appending to ``files`` as each one is in place."""
         from airflow.providers.ssh.hooks.ssh import SSHHook
 
-        with SSHHook(ssh_conn_id=self.sftp_conn_id).get_conn() as ssh, ssh.open_sftp() as sftp:
+        hook = SSHHook(ssh_conn_id=self.sftp_conn_id)
+        self._sftp_namespace = f"sftp://{hook.remote_host}:{hook.port or 22}"
+        with hook.get_conn() as ssh, ssh.open_sftp() as sftp:
             for key, path, size in plan:
                 progress = Progress(self.log, f"s3://{self.s3_bucket}/{key} → sftp:{path}")
                 body = s3.get_object(Bucket=self.s3_bucket, Key=key)["Body"]

@@ -1,0 +1,153 @@
+"""``SFTPToS3Operator``: files on an SFTP server streamed into S3 objects, no temporary file."""
+
+from __future__ import annotations
+
+import posixpath
+import stat
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowException
+
+from ferry.transfers.failures import nothing_written, transfer_failure
+from ferry.transfers.lineage import Dataset, LineageMixin, wrote_to_s3
+from ferry.transfers.progress import Progress
+from ferry.transfers.s3_sink import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, check_upload_settings
+
+#: Bytes asked for at once over SFTP (paramiko's largest read request), and per window of
+#: requests in flight: windows are read one after another in a thread, two ahead of the upload.
+READ_REQUEST = 32 * 1024
+WINDOW = 8 * 1024 * 1024
+
+
+class SFTPToS3Operator(LineageMixin, BaseOperator):
+    """Copy a file, or every file under a directory, from an SFTP server to S3.
+
+    Each file is read in windows of pipelined SFTP requests, in a thread that stays two
+    windows ahead of a multipart upload, so reading and uploading overlap and memory stays at a
+    few windows and parts. An object becomes visible only when its whole file has been read
+    (CompleteMultipartUpload): a dead connection leaves no object at the key, and a run that
+    loses S3 has its open upload aborted by the next run.
+
+    :param sftp_path: a file, or a directory ending in ``/`` to copy every regular file under
+        it, recursively (templated).
+    :param s3_bucket: destination bucket (templated).
+    :param s3_key: destination key; with a directory, a prefix: file paths relative to the
+        directory are appended (templated).
+    :param sftp_conn_id: SSH/SFTP connection.
+    :param s3_conn_id: AWS connection.
+    :param part_size: bytes per multipart part (at least 5 MiB; boto3's 8 MiB by default).
+    :param upload_concurrency: parts uploading at once (boto3's 10 by default).
+    :return: a manifest: for each file its SFTP path, key and bytes.
+    """
+
+    template_fields: Sequence[str] = ("sftp_path", "s3_bucket", "s3_key")
+    ui_color = "#f0eee4"
+
+    def __init__(
+        self,
+        *,
+        sftp_path: str,
+        s3_bucket: str,
+        s3_key: str,
+        sftp_conn_id: str = "sftp_default",
+        s3_conn_id: str = "aws_default",
+        part_size: int = DEFAULT_PART_SIZE,
+        upload_concurrency: int = DEFAULT_CONCURRENCY,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        check_upload_settings(part_size, upload_concurrency)
+        self.sftp_path = sftp_path
+        self.s3_bucket = s3_bucket
+        self.s3_key = s3_key
+        self.sftp_conn_id = sftp_conn_id
+        self.s3_conn_id = s3_conn_id
+        self.part_size = part_size
+        self.upload_concurrency = upload_concurrency
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.ssh.hooks.ssh import SSHHook
+
+        files: list[dict[str, Any]] = []
+        hook = SSHHook(ssh_conn_id=self.sftp_conn_id)
+        namespace = f"sftp://{hook.remote_host}:{hook.port or 22}"
+        with hook.get_conn() as ssh, ssh.open_sftp() as sftp:
+            plan = self._plan(sftp)
+            for path, key, size in plan:
+                aborted = [True]
+                try:
+                    self._copy(sftp, path, key, size, aborted)
+                except BaseException as exc:
+                    message = transfer_failure(
+                        exc, done=f"{len(files)} of {len(plan)} files",
+                        not_written=nothing_written(f"s3://{self.s3_bucket}/{key}", aborted[0])
+                        + (f"; {len(files)} earlier files are complete in S3" if files else ""))
+                    if message is None:
+                        raise
+                    raise AirflowException(message) from exc
+                files.append({"sftp_path": path, "s3_key": key, "bytes": size})
+        self.emit_asset_events(context, wrote_to_s3(
+            self.s3_bucket, [f["s3_key"] for f in files], [Dataset(namespace, f["sftp_path"]) for f in files],
+            bytes=sum(f["bytes"] for f in files)))
+        return {"bucket": self.s3_bucket, "files": files, "bytes": sum(f["bytes"] for f in files)}
+
+    def _plan(self, sftp: Any) -> list[tuple[str, str, int]]:
+        """(SFTP path, S3 key, size) for each file to copy."""
+        if not self.sftp_path.endswith("/"):
+            try:
+                size = sftp.stat(self.sftp_path).st_size
+            except OSError as exc:
+                raise AirflowException(f"sftp:{self.sftp_path} cannot be read: {exc}") from exc
+            key = self.s3_key + posixpath.basename(self.sftp_path) if self.s3_key.endswith("/") else self.s3_key
+            return [(self.sftp_path, key, size)]
+        prefix = self.s3_key if not self.s3_key or self.s3_key.endswith("/") else self.s3_key + "/"
+        plan = [(path, prefix + posixpath.relpath(path, self.sftp_path), size)
+                for path, size in _walk(sftp, self.sftp_path.rstrip("/") or "/")]
+        if not plan:
+            raise AirflowException(f"no files under sftp:{self.sftp_path}")
+        return sorted(plan)
+
+    def _copy(self, sftp: Any, path: str, key: str, size: int, aborted: list[bool]) -> None:
+        """One file into one object; on failure ``aborted[0]`` says whether the upload was aborted."""
+        import mimetypes
+
+        from ferry.transfers.s3_target import open_s3_output
+        from ferry.transfers.sftp_sink import prefetched
+
+        output = open_s3_output(self.s3_conn_id, self.s3_bucket, key,
+                                content_type=mimetypes.guess_type(path)[0] or "application/octet-stream",
+                                part_size=self.part_size, concurrency=self.upload_concurrency)
+        progress = Progress(self.log, f"sftp:{path} → s3://{self.s3_bucket}/{key}")
+        try:
+            with sftp.open(path, "rb") as remote:
+                file = output.current
+                for window in prefetched(_windows(remote, size), depth=2):
+                    file.write(window)
+                    progress.add(0, len(window))
+            if file.bytes != size:
+                raise OSError(f"size check failed for sftp:{path}: expected {size} bytes, read {file.bytes}")
+            output.commit()
+        except BaseException:
+            aborted[0] = output.abort()
+            raise
+        self.log.info("done: %s", progress.summary())
+
+
+def _windows(remote: Any, size: int) -> Iterator[bytes]:
+    """The file's bytes, one window of pipelined read requests (``readv``) at a time."""
+    for start in range(0, size, WINDOW):
+        end = min(start + WINDOW, size)
+        requests = [(offset, min(READ_REQUEST, end - offset)) for offset in range(start, end, READ_REQUEST)]
+        yield b"".join(remote.readv(requests))
+
+
+def _walk(sftp: Any, directory: str) -> Iterator[tuple[str, int]]:
+    """Every regular file under ``directory``, with its size; symbolic links are not followed."""
+    for entry in sftp.listdir_attr(directory):
+        path = posixpath.join(directory, entry.filename)
+        if stat.S_ISDIR(entry.st_mode):
+            yield from _walk(sftp, path)
+        elif stat.S_ISREG(entry.st_mode):
+            yield path, entry.st_size
