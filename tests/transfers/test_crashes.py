@@ -35,9 +35,12 @@ SLOW_QUERY = """
 def kill_tree(pid: int) -> None:
     """SIGKILL a server and every process it started, as a crash (or the OOM killer) would."""
     root = psutil.Process(pid)
-    for process in [root, *root.children(recursive=True)]:
+    processes = [root, *root.children(recursive=True)]
+    for process in processes:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.send_signal(signal.SIGKILL)
+    # Until they are gone, a restart would see the server still running and wait for it to answer.
+    psutil.wait_procs(processes, timeout=10)
 
 
 def run_in_thread(call: Callable[[], object]) -> tuple[threading.Thread, dict]:

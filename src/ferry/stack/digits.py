@@ -29,15 +29,6 @@ class _ProcessService(PidFileService):
 
         return {**os.environ, **stack_environment(self.settings)}
 
-    def answers_http(self, path: str) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.settings.url(self.name)}{path}", timeout=1):
-                return True
-        except urllib.error.HTTPError:
-            return True  # it answered, even if with an error status
-        except OSError:
-            return False
-
     def detail(self) -> str:
         return self.settings.url(self.name)
 

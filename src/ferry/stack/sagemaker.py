@@ -8,8 +8,6 @@ for records that the DAGs create again on every run; S3 data never lives here.
 from __future__ import annotations
 
 import sys
-import urllib.error
-import urllib.request
 
 from ferry.stack.process import spawn
 from ferry.stack.service import PidFileService
@@ -26,13 +24,7 @@ class SageMakerService(PidFileService):
         )
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.settings.url(self.name)}/moto-api/", timeout=1):
-                return True
-        except urllib.error.HTTPError:
-            return True
-        except OSError:
-            return False
+        return self.answers_http("/moto-api/")
 
     def detail(self) -> str:
         return f"{self.settings.url(self.name)} (SageMaker control plane + CloudWatch Logs, moto)"

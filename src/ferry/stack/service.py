@@ -46,6 +46,19 @@ class Service(ABC):
     def ready(self) -> bool:
         return port_answers(self.settings.host, self.port)
 
+    def answers_http(self, path: str) -> bool:
+        """True if ``GET <service URL><path>`` gets any HTTP answer, even an error status."""
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.settings.url(self.name)}{path}", timeout=1):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+
     def alive(self) -> bool:
         """While starting: False means the service died and waiting longer is pointless."""
         return self.is_running()

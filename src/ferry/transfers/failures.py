@@ -8,6 +8,8 @@ argument) pass through unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ferry.transfers.s3_sink import one_line
 
 
@@ -45,6 +47,12 @@ def transfer_failure(exc: BaseException, *, done: str, not_written: str) -> str 
     if system is None:
         return None
     return f"{system} after {done} ({one_line(exc)}); {not_written}"
+
+
+def export_failure(exc: BaseException, output: Any, *, done: str, target: str, earlier: str = "") -> str | None:
+    """Abort ``output``'s uploads and describe the failure, or None to re-raise ``exc`` as is."""
+    aborted = output.abort()
+    return transfer_failure(exc, done=done, not_written=nothing_written(target, aborted) + earlier)
 
 
 def nothing_written(target: str, aborted: bool) -> str:

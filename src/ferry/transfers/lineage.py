@@ -78,7 +78,7 @@ class LineageMixin:
         from airflow.sdk import Asset, AssetAlias
 
         self.lineage = lineage
-        events = context.get("outlet_events") if hasattr(context, "get") else None
+        events = context.get("outlet_events")
         if events is None:  # execute() called outside a task run (a test, a script)
             return
         for outlet in getattr(self, "outlets", []) or []:

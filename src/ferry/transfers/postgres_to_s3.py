@@ -10,7 +10,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.compression import EXTENSIONS, Compression
-from ferry.transfers.failures import nothing_written, transfer_failure
+from ferry.transfers.failures import export_failure
 from ferry.transfers.lineage import LineageMixin, postgres_tables, wrote_to_s3
 from ferry.transfers.progress import Progress
 from ferry.transfers.s3_sink import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, check_upload_settings
@@ -130,9 +130,7 @@ class PostgresToS3Operator(LineageMixin, BaseOperator):
             manifest = output.commit()
             inputs = postgres_tables(conn, self.query)
         except BaseException as exc:
-            aborted = output.abort()
-            message = transfer_failure(exc, done=f"{progress.rows:,} rows",
-                                       not_written=nothing_written(target, aborted))
+            message = export_failure(exc, output, done=f"{progress.rows:,} rows", target=target)
             if message is None:
                 raise
             raise AirflowException(message) from exc

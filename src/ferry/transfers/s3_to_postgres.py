@@ -100,8 +100,9 @@ class S3ToPostgresOperator(LineageMixin, BaseOperator):
         try:
             if self.truncate:
                 conn.execute(sql.SQL("TRUNCATE {}").format(postgres_sink.table_identifier(self.table)))
+            columns = postgres_sink.table_columns(conn, self.table) if self.file_format != "csv" else {}
             for key, size in plan:
-                rows = self._load(conn, s3, key, size)
+                rows = self._load(conn, s3, key, size, columns)
                 progress.add(rows, size)
                 files.append({"s3_key": key, "rows": rows, "bytes": size})
             conn.commit()
@@ -126,17 +127,16 @@ class S3ToPostgresOperator(LineageMixin, BaseOperator):
             uris=[f"{table.namespace}/{table.name.replace('.', '/')}"], extra={"table": self.table, "rows": rows}))
         return {"table": self.table, "files": files, "rows": rows}
 
-    def _load(self, conn: Any, s3: Any, key: str, size: int) -> int:
+    def _load(self, conn: Any, s3: Any, key: str, size: int, columns: dict[str, int]) -> int:
+        """One object into the table; ``columns`` (name → type oid) for jsonl and parquet."""
         from ferry.transfers import postgres_sink, s3_source
 
+        compression = infer_compression(key) if self.compression == "infer" else self.compression
         if self.file_format == "csv":
-            compression = infer_compression(key) if self.compression == "infer" else self.compression
             return postgres_sink.copy_csv(conn, self.table, self.columns,
                                           s3_source.chunks(s3, self.s3_bucket, key, compression),
                                           header=self.csv_header)
-        columns = postgres_sink.table_columns(conn, self.table)
         if self.file_format == "jsonl":
-            compression = infer_compression(key) if self.compression == "infer" else self.compression
             rows = _jsonl_rows(s3_source.lines(s3_source.chunks(s3, self.s3_bucket, key, compression)), columns, key)
             return postgres_sink.copy_rows(conn, self.table, columns, rows)
         return _load_parquet(conn, s3, self.s3_bucket, key, size, self.table, columns)

@@ -75,32 +75,26 @@ class S3ToSFTPOperator(LineageMixin, BaseOperator):
 
     def _plan(self, s3: Any) -> list[tuple[str, str, int]]:
         """(key, destination path, size) for each object to copy."""
-        if self.s3_key.endswith("/"):
-            plan = []
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.s3_bucket, Prefix=self.s3_key):
-                for item in page.get("Contents", []):
-                    relative = item["Key"][len(self.s3_key) :]
-                    if not relative or relative.endswith("/"):
-                        continue  # the prefix itself, or a "folder" marker
-                    if not self._safe(item["Key"], relative.rstrip("/")):
-                        continue
-                    plan.append((item["Key"], posixpath.join(self.sftp_path, relative), item["Size"]))
-            if not plan:
-                raise AirflowException(f"no objects under s3://{self.s3_bucket}/{self.s3_key}")
-            return plan
-        from botocore.exceptions import ClientError
+        from ferry.transfers.s3_source import objects
 
         try:
-            size = s3.head_object(Bucket=self.s3_bucket, Key=self.s3_key)["ContentLength"]
-        except ClientError as exc:
-            raise AirflowException(f"s3://{self.s3_bucket}/{self.s3_key} cannot be read: {exc}") from exc
-        path = self.sftp_path
-        if path.endswith("/"):
-            name = posixpath.basename(self.s3_key)
-            if not self._safe(self.s3_key, name):
-                raise AirflowException(f"nothing to copy: the only object, {self.s3_key!r}, was skipped")
-            path = posixpath.join(path, name)
-        return [(self.s3_key, path, size)]
+            found = objects(s3, self.s3_bucket, self.s3_key)
+        except FileNotFoundError as exc:
+            raise AirflowException(str(exc)) from exc
+        if not self.s3_key.endswith("/"):
+            (key, size), path = found[0], self.sftp_path
+            if path.endswith("/"):
+                name = posixpath.basename(key)
+                if not self._safe(key, name):
+                    raise AirflowException(f"nothing to copy: the only object, {key!r}, was skipped")
+                path = posixpath.join(path, name)
+            return [(key, path, size)]
+        plan = [(key, posixpath.join(self.sftp_path, relative), size)
+                for key, size in found
+                if (relative := key[len(self.s3_key):]) and self._safe(key, relative)]
+        if not plan:
+            raise AirflowException(f"nothing to copy under s3://{self.s3_bucket}/{self.s3_key}: every key was skipped")
+        return plan
 
     def _safe(self, key: str, relative: str) -> bool:
         """False (skip) or an exception (fail) for a key that would leave the target directory."""
@@ -115,12 +109,15 @@ class S3ToSFTPOperator(LineageMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from airflow.providers.ssh.hooks.ssh import SSHHook
 
         s3 = S3Hook(aws_conn_id=self.s3_conn_id).get_conn()
         plan = self._plan(s3)
+        ssh_hook = SSHHook(ssh_conn_id=self.sftp_conn_id)
+        namespace = f"sftp://{ssh_hook.remote_host}:{ssh_hook.port or 22}"
         files: list[dict[str, Any]] = []
         try:
-            self._copy(s3, plan, files)
+            self._copy(s3, ssh_hook, plan, files)
         except BaseException as exc:
             failed = plan[len(files)][1]
             partial = posixpath.basename(temporary_path(failed))
@@ -136,18 +133,14 @@ class S3ToSFTPOperator(LineageMixin, BaseOperator):
         paths = [f["sftp_path"] for f in files]
         self.emit_asset_events(context, Lineage(
             inputs=s3_objects(self.s3_bucket, [f["s3_key"] for f in files]),
-            outputs=[Dataset(self._sftp_namespace, path) for path in paths],
-            uris=[f"{self._sftp_namespace}{path}" for path in paths],
+            outputs=[Dataset(namespace, path) for path in paths],
+            uris=[f"{namespace}{path}" for path in paths],
             extra={"paths": paths, "bytes": sum(f["bytes"] for f in files)}))
         return {"bucket": self.s3_bucket, "files": files, "bytes": sum(f["bytes"] for f in files)}
 
-    def _copy(self, s3: Any, plan: list[tuple[str, str, int]], files: list[dict[str, Any]]) -> None:
+    def _copy(self, s3: Any, ssh_hook: Any, plan: list[tuple[str, str, int]], files: list[dict[str, Any]]) -> None:
         """Copy each planned object in turn, appending to ``files`` as each one is in place."""
-        from airflow.providers.ssh.hooks.ssh import SSHHook
-
-        hook = SSHHook(ssh_conn_id=self.sftp_conn_id)
-        self._sftp_namespace = f"sftp://{hook.remote_host}:{hook.port or 22}"
-        with hook.get_conn() as ssh, ssh.open_sftp() as sftp:
+        with ssh_hook.get_conn() as ssh, ssh.open_sftp() as sftp:
             for key, path, size in plan:
                 progress = Progress(self.log, f"s3://{self.s3_bucket}/{key} → sftp:{path}")
                 body = s3.get_object(Bucket=self.s3_bucket, Key=key)["Body"]

@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
-from ferry.transfers.failures import nothing_written, transfer_failure
+from ferry.transfers.failures import export_failure
 from ferry.transfers.lineage import Dataset, LineageMixin, wrote_to_s3
 from ferry.transfers.progress import Progress
 from ferry.transfers.s3_sink import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, check_upload_settings
@@ -76,17 +76,7 @@ class SFTPToS3Operator(LineageMixin, BaseOperator):
         with hook.get_conn() as ssh, ssh.open_sftp() as sftp:
             plan = self._plan(sftp)
             for path, key, size in plan:
-                aborted = [True]
-                try:
-                    self._copy(sftp, path, key, size, aborted)
-                except BaseException as exc:
-                    message = transfer_failure(
-                        exc, done=f"{len(files)} of {len(plan)} files",
-                        not_written=nothing_written(f"s3://{self.s3_bucket}/{key}", aborted[0])
-                        + (f"; {len(files)} earlier files are complete in S3" if files else ""))
-                    if message is None:
-                        raise
-                    raise AirflowException(message) from exc
+                self._copy(sftp, path, key, size, done=len(files), of=len(plan))
                 files.append({"sftp_path": path, "s3_key": key, "bytes": size})
         self.emit_asset_events(context, wrote_to_s3(
             self.s3_bucket, [f["s3_key"] for f in files], [Dataset(namespace, f["sftp_path"]) for f in files],
@@ -109,8 +99,8 @@ class SFTPToS3Operator(LineageMixin, BaseOperator):
             raise AirflowException(f"no files under sftp:{self.sftp_path}")
         return sorted(plan)
 
-    def _copy(self, sftp: Any, path: str, key: str, size: int, aborted: list[bool]) -> None:
-        """One file into one object; on failure ``aborted[0]`` says whether the upload was aborted."""
+    def _copy(self, sftp: Any, path: str, key: str, size: int, *, done: int, of: int) -> None:
+        """One file into one object, after ``done`` of ``of`` files; a failure says what was written."""
         import mimetypes
 
         from ferry.transfers.s3_target import open_s3_output
@@ -129,9 +119,13 @@ class SFTPToS3Operator(LineageMixin, BaseOperator):
             if file.bytes != size:
                 raise OSError(f"size check failed for sftp:{path}: expected {size} bytes, read {file.bytes}")
             output.commit()
-        except BaseException:
-            aborted[0] = output.abort()
-            raise
+        except BaseException as exc:
+            earlier = f"; {done} earlier files are complete in S3" if done else ""
+            message = export_failure(exc, output, done=f"{done} of {of} files", target=f"s3://{self.s3_bucket}/{key}",
+                                     earlier=earlier)
+            if message is None:
+                raise
+            raise AirflowException(message) from exc
         self.log.info("done: %s", progress.summary())
 
 
