@@ -233,17 +233,60 @@ def bench_cruncher(objects: int, objects_x2: int) -> list[str]:
     ]
 
 
+#: The demo's reviews collection (1M documents) and a quarter of it: memory must not grow 4x.
+REVIEWS, REVIEWS_QUARTER = "reviews", "reviews_quarter"
+
+
+def prepare_reviews(stack: Stack) -> tuple[int, int]:
+    from ferry.airbnb.generate import listings_for_rows
+    from ferry.airbnb.reviews import generate_reviews
+
+    with stack.service("mongo").client() as client:
+        database = client["inside_airbnb"]
+        full = generate_reviews(database, count=1_000_000, listings=listings_for_rows(1_000_000))
+        if database[REVIEWS_QUARTER].estimated_document_count() != full // 4:
+            database[REVIEWS_QUARTER].drop()
+            database[REVIEWS].aggregate([{"$limit": full // 4}, {"$out": REVIEWS_QUARTER}])
+        return database[REVIEWS_QUARTER].estimated_document_count(), full
+
+
+def bench_mongo_to_s3(quarter: int, full: int) -> list[str]:
+    limit = measure("pipelined_find_upload", REVIEWS_QUARTER, "mongo-limit.jsonl")
+    floor = measure("raw_batches_upload", REVIEWS_QUARTER, "mongo-raw.bson")
+    ferry = measure("ferry_mongo_to_s3", REVIEWS_QUARTER, "mongo-ferry.jsonl")
+    ferry_parquet = measure("ferry_mongo_to_s3", REVIEWS_QUARTER, "mongo-ferry.parquet", "parquet")
+    provider = measure("provider_mongo_to_s3", REVIEWS_QUARTER, "mongo-provider.json")
+    limit_x4 = measure("pipelined_find_upload", REVIEWS, "mongo-limit-x4.jsonl")
+    ferry_x4 = measure("ferry_mongo_to_s3", REVIEWS, "mongo-ferry-x4.jsonl")
+    provider_x4 = measure("provider_mongo_to_s3", REVIEWS, "mongo-provider-x4.json")
+    return [
+        f"### MongoToS3: the reviews collection ({quarter:,} documents; 4x: {full:,}), "
+        "ratios against the pipelined limit",
+        "| candidate | time | ratio | peak memory |", "| --- | --- | --- | --- |",
+        row("find → Extended JSON → pipe → boto3 upload_fileobj (practical limit)", limit, limit),
+        row("raw BSON batches → pipe → upload_fileobj (floor: no decoding)", floor, limit),
+        row("ferry MongoToS3Operator, jsonl", ferry, limit),
+        row("ferry MongoToS3Operator, parquet", ferry_parquet, limit),
+        row("amazon provider MongoToS3Operator", provider, limit),
+        row("practical limit, 4x documents", limit_x4, limit_x4),
+        row("ferry MongoToS3Operator, jsonl, 4x documents", ferry_x4, limit_x4),
+        row("amazon provider MongoToS3Operator, 4x documents", provider_x4, limit_x4),
+    ]
+
+
 def main() -> int:
     stack = Stack()
     stack.up(echo=lambda line: None)
     os.environ.update(stack_environment(stack.settings))
     os.environ.setdefault("FERRY_SSH_PORT", str(stack.settings.ports["sshd"]))
     os.environ["USER_NAME"] = stack.service("sshd").user
-    wanted = set(sys.argv[1:]) or {"postgres", "sftp", "reverse", "cruncher", "digits", "s3"}  # or name sections
+    wanted = set(sys.argv[1:]) or {"postgres", "sftp", "reverse", "mongo", "cruncher", "digits", "s3"}
     rows, rows_x4 = prepare(stack) if wanted & {"postgres", "sftp", "reverse", "cruncher"} else (0, 0)
     report = [f"## Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({os.cpu_count()} cores)", ""]
     if "postgres" in wanted:
         report += [*bench_postgres_to_s3(rows, rows_x4), ""]
+    if "mongo" in wanted:
+        report += [*bench_mongo_to_s3(*prepare_reviews(stack)), ""]
     if "cruncher" in wanted:
         report += [*bench_cruncher(*prepare_snapshots(stack)), ""]
     if "sftp" in wanted:

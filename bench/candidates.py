@@ -235,12 +235,82 @@ def ferry_crunch(prefix: str) -> None:
     crunch_s3(boto3.client("s3"), BUCKET, prefix=prefix, results_prefix="ferry-results/")
 
 
+def _mongo_collection(collection: str):
+    from airflow.providers.mongo.hooks.mongo import MongoHook
+
+    hook = MongoHook("mongo_default")
+    return hook.get_conn()[hook.connection.schema][collection]
+
+
+def pipelined_find_upload(collection: str, key: str) -> None:
+    """The practical limit for MongoDB → S3 as JSON lines, built as an expert would: one thread
+    reads the cursor (pymongo's batches) and writes Extended JSON into a pipe while boto3's
+    ``upload_fileobj`` (its default TransferConfig) uploads from the other end."""
+    import threading
+
+    import boto3
+    from bson import json_util
+
+    s3 = boto3.client("s3")
+    read_end, write_end = os.pipe()
+    options = json_util.RELAXED_JSON_OPTIONS
+
+    def produce() -> None:
+        with os.fdopen(write_end, "wb", buffering=1024 * 1024) as pipe:
+            for doc in _mongo_collection(collection).find({}):
+                pipe.write(json_util.dumps(doc, json_options=options).encode() + b"\n")
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    with os.fdopen(read_end, "rb") as pipe:
+        s3.upload_fileobj(pipe, BUCKET, key)
+    producer.join()
+
+
+def raw_batches_upload(collection: str, key: str) -> None:
+    """A floor below any exporter: the cursor's raw BSON batches, never decoded, piped into
+    ``upload_fileobj`` (what reading and uploading alone cost)."""
+    import threading
+
+    import boto3
+
+    s3 = boto3.client("s3")
+    read_end, write_end = os.pipe()
+
+    def produce() -> None:
+        with os.fdopen(write_end, "wb") as pipe:
+            for batch in _mongo_collection(collection).find_raw_batches({}):
+                pipe.write(batch)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    with os.fdopen(read_end, "rb") as pipe:
+        s3.upload_fileobj(pipe, BUCKET, key)
+    producer.join()
+
+
+def ferry_mongo_to_s3(collection: str, key: str, file_format: str = "jsonl") -> None:
+    from ferry.transfers import MongoToS3Operator
+
+    MongoToS3Operator(task_id="f", mongo_collection=collection, mongo_query={}, s3_bucket=BUCKET, s3_key=key,
+                      file_format=file_format).execute({})
+
+
+def provider_mongo_to_s3(collection: str, key: str) -> None:
+    """The amazon provider's MongoToS3Operator as its documentation shows it."""
+    from airflow.providers.amazon.aws.transfers.mongo_to_s3 import MongoToS3Operator
+
+    MongoToS3Operator(task_id="p", mongo_collection=collection, mongo_query={}, s3_bucket=BUCKET, s3_key=key,
+                      replace=True).execute({})
+
+
 CANDIDATES = {f.__name__: f for f in (seed_postgres_to_s3, provider_sql_to_s3, bare_copy_multipart,
                                       pipelined_copy_upload,
                                       ferry_postgres_to_s3, ferry_s3_to_sftp, provider_s3_to_sftp,
                                       openssh_sftp_put, book_crunch, ferry_crunch, bare_s3_copy_in,
                                       ferry_s3_to_postgres, provider_s3_to_sql, ssh_cat_upload, ferry_sftp_to_s3,
-                                      provider_sftp_to_s3)}
+                                      provider_sftp_to_s3, pipelined_find_upload, raw_batches_upload,
+                                      ferry_mongo_to_s3, provider_mongo_to_s3)}
 
 if __name__ == "__main__":
     import logging
@@ -251,6 +321,8 @@ if __name__ == "__main__":
                    "airflow.providers.amazon.aws.transfers.sql_to_s3", "airflow.providers.postgres.hooks.postgres",
                    "airflow.providers.amazon.aws.transfers.s3_to_sql",
                    "airflow.providers.amazon.aws.transfers.sftp_to_s3",
+                   "airflow.providers.amazon.aws.transfers.mongo_to_s3", "airflow.providers.mongo.hooks.mongo",
+                   "ferry.transfers.mongo_source", "pyarrow.parquet",
                    "ferry.transfers.s3_to_postgres", "ferry.transfers.sftp_to_s3",
                    "airflow.providers.ssh.hooks.ssh", "boto3", "psycopg", "ferry.transfers.postgres_source",
                    "ferry.transfers.writers", "ferry.airbnb.cruncher", "pandas"):

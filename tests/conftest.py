@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,13 +18,8 @@ import pytest
 
 from ferry.stack import Stack, StackSettings
 from ferry.stack.environment import stack_environment
+from ferry.stack.process import free_port
 from ferry.stack.settings import DEFAULT_PORTS
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_stack_home(prefix: str) -> Path:

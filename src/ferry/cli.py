@@ -13,9 +13,10 @@ def _stack_up(args: argparse.Namespace) -> None:
     from ferry.stack.stack import CORE_SERVICES, SPARK_SERVICES
 
     names = list(args.services)
-    if (args.airflow or args.spark) and not names:
+    if (args.airflow or args.spark or args.docker) and not names:
         names = [cls.name for cls in CORE_SERVICES]
-    names += (["airflow"] if args.airflow else []) + (list(SPARK_SERVICES) if args.spark else [])
+    names += (["docker"] if args.docker else []) + (["airflow"] if args.airflow else []) + (
+        list(SPARK_SERVICES) if args.spark else [])
     Stack().up(names or None)
 
 
@@ -43,10 +44,16 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _airbnb_generate(args: argparse.Namespace) -> None:
-    from ferry.airbnb.generate import generate
+    from ferry.airbnb.generate import generate, listings_for_rows
+    from ferry.airbnb.reviews import generate_reviews
 
     with _inside_airbnb() as conn:
-        print(f"listings: {generate(conn, rows=args.rows, seed=args.seed):,} rows")
+        print(f"listings: {generate(conn, rows=args.rows, seed=args.seed):,} rows (PostgreSQL)")
+    if args.reviews:
+        with Stack().service("mongo").client() as client:
+            count = generate_reviews(client["inside_airbnb"], count=args.reviews,
+                                     listings=listings_for_rows(args.rows), seed=args.seed)
+        print(f"reviews: {count:,} documents (MongoDB)")
 
 
 def _airbnb_load(args: argparse.Namespace) -> None:
@@ -78,9 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     actions = stack.add_subparsers(dest="action", required=True)
     up = actions.add_parser("up", help="start what is not running and wait until it answers")
     up.add_argument("services", nargs="*",
-                    help="postgres, s3, sshd, airflow, spark, spark-worker (default: the first 3)")
+                    help="postgres, s3, mongo, sagemaker, sshd, endpoint, api, airflow, spark, spark-worker, docker "
+                         "(default: the first 7)")
     up.add_argument("--airflow", action="store_true", help="also start Airflow (api-server, scheduler, …)")
     up.add_argument("--spark", action="store_true", help="also start a Spark standalone master and worker")
+    up.add_argument("--docker", action="store_true",
+                    help="also start a Docker engine (or use the one that answers) and build the images")
     up.set_defaults(func=_stack_up)
     down = actions.add_parser("down", help="stop services; their data is kept")
     down.add_argument("services", nargs="*")
@@ -92,8 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("demo", help="start the stack and run every pipeline end to end").set_defaults(func=_demo)
 
     airbnb = commands.add_parser("airbnb", help="the Inside Airbnb data").add_subparsers(dest="action", required=True)
-    gen = airbnb.add_parser("generate", help="fill the listings table with generated snapshots (idempotent)")
-    gen.add_argument("--rows", type=int, default=1_000_000, help="about this many rows (default 1,000,000)")
+    gen = airbnb.add_parser("generate", help="fill the listings table (PostgreSQL) and the reviews collection "
+                                             "(MongoDB) with generated data (idempotent)")
+    gen.add_argument("--rows", type=int, default=1_000_000, help="about this many listings rows (default 1,000,000)")
+    gen.add_argument("--reviews", type=int, default=1_000_000, help="this many reviews (default 1,000,000; 0: none)")
     gen.add_argument("--seed", type=int, default=7)
     gen.set_defaults(func=_airbnb_generate)
     load = airbnb.add_parser("load", help="load real Inside Airbnb listings.csv files (replaces their dates)")

@@ -1,5 +1,5 @@
-"""`make up`'s Airflow and Spark: healthy, the generated login accepted, every socket on loopback,
-and a deployment with dead components restarted by the next ``up`` instead of waited on."""
+"""`make up`'s Airflow and Spark, and the Docker engine: healthy, the generated login accepted,
+every socket on loopback, and a deployment with dead components restarted by the next ``up`` instead of waited on."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ferry.stack.process import read_pid
 
 pytestmark = pytest.mark.integration
 
-OPTIONAL = ["airflow", "spark", "spark-worker"]
+OPTIONAL = ["docker", "airflow", "spark", "spark-worker"]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,9 @@ def test_every_listening_socket_is_on_loopback(everything):
     ports = {port for _ip, port in listening}
     settings = everything.settings
     # Sanity: the scan sees the services this module started, not just the core ones.
-    assert {settings.ports[n] for n in ("s3", "s3-filer", "postgres", "sshd", "airflow", "spark-ui",
+    assert {settings.ports[n] for n in ("s3", "s3-filer", "postgres", "mongo", "sshd", "airflow", "spark-ui",
                                         "spark-worker")} <= ports, listening
+    assert any(p.name() == "dockerd" for p in stack_processes(everything))
     loopback = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
     exposed = {addr: name for addr, name in listening.items() if addr[0] not in loopback}
     assert exposed == {}

@@ -1,107 +1,185 @@
-"""MongoToS3Operator.
+"""MongoToS3Operator against the stack's MongoDB server (SecantusDB over the wire protocol) and S3.
 
-No MongoDB server can be installed on this machine (not in Debian, no binary on PyPI), so
-these tests use **mongomock**, a pymongo-compatible in-memory stand-in, in place of the
-client that ``MongoHook.get_conn()`` returns. S3 is the real test-stack endpoint. The
-operator itself calls only pymongo's public API (``find``, ``aggregate``) and runs unchanged
-against a real server; these tests do not prove wire-level compatibility with one.
+Everything is real: ``MongoHook`` reads ``mongo_default`` from the stack's environment, pymongo
+talks TCP to the server with SCRAM credentials, cursors come back in batches.
 """
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import io
 import json
-from datetime import datetime
+import uuid
 from decimal import Decimal
 
-import mongomock
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from bson import Decimal128, ObjectId
 
 from ferry.transfers import MongoToS3Operator
-from tests.transfers.conftest import get_body, open_uploads
+from tests.transfers.conftest import get_body, keys, open_uploads
+from tests.transfers.test_crashes import assert_one_line_failure, kill_tree, run_in_thread, wait_for
 
-pytestmark = pytest.mark.integration  # S3 is real; MongoDB is the mongomock stand-in
+pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def mongo(monkeypatch):
-    from airflow.providers.mongo.hooks.mongo import MongoHook
-
-    client = mongomock.MongoClient()
-    monkeypatch.setenv("AIRFLOW_CONN_MONGO_DEFAULT", "mongo://127.0.0.1:27017/shop")
-    monkeypatch.setattr(MongoHook, "get_conn", lambda self: client)
-    orders = client["shop"]["orders"]
-    orders.insert_many(
-        [
-            {
-                "_id": ObjectId("5f1d7f1e9d1b2c3a4b5c6d7e"),
-                "customer": "ada",
-                "total": Decimal128("12.50"),
-                "placed": datetime(2019, 12, 7, 10, 0),
-                "items": ["pen", "ink"],
-            },
-            {
-                "_id": ObjectId("5f1d7f1e9d1b2c3a4b5c6d7f"),
-                "customer": "bob",
-                "total": Decimal128("3.10"),
-                "placed": datetime(2019, 12, 8, 11, 30),
-                "items": [],
-            },
-            *(
-                {"customer": f"c{i}", "total": Decimal128(str(i)), "placed": datetime(2020, 1, 1), "items": ["x"]}
-                for i in range(10_000)
-            ),
-        ]
-    )
-    return client
+UTC = datetime.UTC
+ADA = {
+    "_id": ObjectId("5f1d7f1e9d1b2c3a4b5c6d7e"),
+    "customer": "ada",
+    "total": Decimal128("12.50"),
+    "placed": datetime.datetime(2019, 12, 7, 10, 0),  # no zone: BSON takes it as UTC
+    "paid": datetime.datetime(2019, 12, 7, 12, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=2))),
+    "address": {"city": "Amsterdam", "geo": {"lat": 52.37, "lon": 4.89}},
+    "items": ["pen", "ink"],
+}
+BOB = {  # no "paid", no "address": missing fields
+    "_id": ObjectId("5f1d7f1e9d1b2c3a4b5c6d7f"),
+    "customer": "bob",
+    "total": Decimal128("3.10"),
+    "placed": datetime.datetime(2019, 12, 8, 11, 30),
+    "items": [],
+}
+BULK = 10_000
 
 
-def export(bucket: str, key: str, **kwargs):
+@pytest.fixture(scope="module")
+def shop(stack):
+    """A database of its own holding ``orders``: ada, bob and 10,000 more."""
+    name = f"shop_{uuid.uuid4().hex[:8]}"
+    with stack.service("mongo").client() as client:
+        orders = client[name]["orders"]
+        orders.insert_many([ADA, BOB])
+        orders.insert_many([{"customer": f"c{i}", "total": Decimal128(str(i)), "placed": datetime.datetime(2020, 1, 1),
+                             "items": ["x"] * (i % 3)} for i in range(BULK)])
+        yield name
+        client.drop_database(name)
+
+
+def export(shop: str, bucket: str, key: str, **kwargs):
     kwargs.setdefault("mongo_query", {"customer": {"$in": ["ada", "bob"]}})
-    return MongoToS3Operator(
-        task_id="m", mongo_collection="orders", s3_bucket=bucket, s3_key=key, batch_size=1000, **kwargs
-    ).execute({})
+    kwargs.setdefault("batch_size", 1000)
+    return MongoToS3Operator(task_id="m", mongo_db=shop, mongo_collection="orders", s3_bucket=bucket, s3_key=key,
+                             **kwargs).execute({})
 
 
-def test_filter_to_jsonl_round_trips_bson_types(mongo, s3, bucket):
-    manifest = export(bucket, "orders.jsonl")
+def test_connection_needs_the_stack_credentials(stack):
+    import pymongo
+    from pymongo.errors import OperationFailure
+
+    mongo = stack.service("mongo")
+    anonymous = pymongo.MongoClient(f"mongodb://{mongo.endpoint}", serverSelectionTimeoutMS=3000)
+    with anonymous, pytest.raises(OperationFailure, match="requires authentication"):
+        anonymous.inside_airbnb.reviews.find_one()
+    wrong = f"mongodb://{stack.settings.credentials.mongo_user}:wrong@{mongo.endpoint}/?authSource=admin"
+    client = pymongo.MongoClient(wrong, serverSelectionTimeoutMS=3000)
+    with client, pytest.raises(OperationFailure, match="uthentication failed"):
+        client.inside_airbnb.reviews.find_one()
+
+
+def test_filter_to_jsonl_round_trips_bson_types(shop, s3, bucket):
+    from bson import json_util
+
+    manifest = export(shop, bucket, "orders.jsonl")
     lines = get_body(s3, bucket, "orders.jsonl").decode().splitlines()
-    first = json.loads(lines[0])
     assert manifest["rows"] == 2 == len(lines)
+    first = json.loads(lines[0])
     assert first["_id"] == {"$oid": "5f1d7f1e9d1b2c3a4b5c6d7e"}
     assert first["total"] == {"$numberDecimal": "12.50"}
     assert first["placed"] == {"$date": "2019-12-07T10:00:00Z"}
+    assert first["paid"] == {"$date": "2019-12-07T10:00:00Z"}  # 12:00+02:00, stored as the UTC instant
+    assert first["address"] == {"city": "Amsterdam", "geo": {"lat": 52.37, "lon": 4.89}}
+    assert first["items"] == ["pen", "ink"]
+    # Extended JSON parses back to the very values that were stored.
+    back = [json_util.loads(line) for line in lines]
+    assert back[0]["_id"] == ADA["_id"] and back[0]["total"] == ADA["total"] and back[1] == {**BOB}
+    assert "paid" not in back[1] and "address" not in back[1]
 
 
-def test_aggregation_pipeline_and_streaming_transform(mongo, s3, bucket):
+def test_aggregation_runs_on_the_server_and_streams_through_a_transform(shop, s3, bucket):
     def only_big(docs):
         for doc in docs:
             if doc["n"] >= 2:
                 yield {"customer": doc["_id"], "n": doc["n"]}
 
-    pipeline = [{"$unwind": "$items"}, {"$group": {"_id": "$customer", "n": {"$sum": 1}}}, {"$sort": {"_id": 1}}]
-    export(bucket, "agg.jsonl.gz", mongo_query=pipeline, transform=only_big, compression="gzip")
+    pipeline = [{"$match": {"customer": {"$in": ["ada", "bob", "c2", "c5"]}}}, {"$unwind": "$items"},
+                {"$group": {"_id": "$customer", "n": {"$sum": 1}}}, {"$sort": {"_id": 1}}]
+    export(shop, bucket, "agg.jsonl.gz", mongo_query=pipeline, transform=only_big, compression="gzip")
     rows = [json.loads(x) for x in gzip.decompress(get_body(s3, bucket, "agg.jsonl.gz")).splitlines()]
-    assert rows == [{"customer": "ada", "n": 2}]
+    assert rows == [{"customer": "ada", "n": 2}, {"customer": "c2", "n": 2}, {"customer": "c5", "n": 2}]
 
 
-def test_parquet_in_batches(mongo, s3, bucket):
-    manifest = export(bucket, "all.parquet", mongo_query={}, file_format="parquet")
+@pytest.mark.parametrize("batch_size", [1, 1000, 10_002, 10_003, 50_000])
+def test_batch_boundaries_lose_and_repeat_nothing(shop, s3, bucket, batch_size):
+    """Whole batches, a last partial batch, one batch for everything, batches of one document."""
+    query = {} if batch_size > 1 else {"customer": {"$in": ["ada", "bob", "c0", "c9999"]}}
+    manifest = export(shop, bucket, "all.jsonl", mongo_query=query, batch_size=batch_size)
+    lines = get_body(s3, bucket, "all.jsonl").decode().splitlines()
+    customers = [json.loads(line)["customer"] for line in lines]
+    expected = BULK + 2 if batch_size > 1 else 4
+    assert manifest["rows"] == len(lines) == len(set(customers)) == expected
+
+
+def test_parquet_types_nested_documents_and_missing_fields(shop, s3, bucket):
+    manifest = export(shop, bucket, "all.parquet", mongo_query={}, file_format="parquet", batch_size=3000)
     table = pq.read_table(io.BytesIO(get_body(s3, bucket, "all.parquet")))
-    assert manifest["rows"] == table.num_rows == 10_002
-    first = table.slice(0, 1).to_pylist()[0]
-    assert first["_id"] == "5f1d7f1e9d1b2c3a4b5c6d7e"
-    assert first["total"] == Decimal("12.50") and first["items"] == ["pen", "ink"]
+    assert manifest["rows"] == table.num_rows == BULK + 2
+    schema = table.schema
+    assert schema.field("_id").type == pa.string()
+    assert pa.types.is_decimal(schema.field("total").type)
+    assert schema.field("placed").type == pa.timestamp("us", tz="UTC")
+    geo = pa.struct([("lat", pa.float64()), ("lon", pa.float64())])
+    assert schema.field("address").type == pa.struct([("city", pa.string()), ("geo", geo)])
+    ada, bob = table.slice(0, 2).to_pylist()
+    assert ada["_id"] == "5f1d7f1e9d1b2c3a4b5c6d7e"
+    assert ada["total"] == Decimal("12.50") and ada["items"] == ["pen", "ink"]
+    assert ada["placed"] == datetime.datetime(2019, 12, 7, 10, 0, tzinfo=UTC)
+    assert ada["paid"] == datetime.datetime(2019, 12, 7, 10, 0, tzinfo=UTC)
+    assert ada["address"]["geo"] == {"lat": 52.37, "lon": 4.89}
+    assert bob["paid"] is None and bob["address"] is None and bob["items"] == []
 
 
-def test_parquet_field_missing_from_schema_fails_cleanly(mongo, s3, bucket):
-    mongo["shop"]["orders"].insert_one(
-        {"customer": "late", "total": Decimal128("1"), "placed": datetime(2021, 1, 1), "items": [], "surprise": True}
-    )
-    with pytest.raises(ValueError, match=r"fields \['surprise'\].*pass `schema=`"):
-        export(bucket, "bad.parquet", mongo_query={}, file_format="parquet")
+def test_parquet_field_missing_from_schema_fails_cleanly(stack, s3, bucket):
+    name = f"late_{uuid.uuid4().hex[:8]}"
+    with stack.service("mongo").client() as client:
+        client[name]["orders"].insert_many([{"n": i} for i in range(10_001)] + [{"n": -1, "surprise": True}])
+        with pytest.raises(ValueError, match=r"fields \['surprise'\].*pass `schema=`"):
+            export(name, bucket, "bad.parquet", mongo_query={}, file_format="parquet")
+        client.drop_database(name)
     assert open_uploads(s3, bucket) == []
-    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert keys(s3, bucket) == []
+
+
+def test_server_killed_mid_export_leaves_no_object(stack, s3, bucket):
+    """kill -9 of the MongoDB server while the cursor is half read: one line, no object, and the
+    documents are all there after the restart (``ferry stack up``)."""
+    name = f"big_{uuid.uuid4().hex[:8]}"
+    mongo = stack.service("mongo")
+    s3.put_object(Bucket=bucket, Key="crash/orders.jsonl", Body=b"the previous run's export\n")
+    with mongo.client() as client:
+        for start in range(0, 100_000, 20_000):
+            client[name]["orders"].insert_many([{"n": n, "pad": "x" * 200} for n in range(start, start + 20_000)])
+
+    seen: list[int] = []
+
+    def counting(docs):
+        for doc in docs:
+            seen.append(1)
+            yield doc
+
+    thread, outcome = run_in_thread(lambda: export(name, bucket, "crash/orders.jsonl", mongo_query={},
+                                                   transform=counting, batch_size=500, part_size=5 * 1024 * 1024))
+    wait_for(lambda: len(seen) >= 20_000, thread, outcome)
+    kill_tree(int(mongo.pid_file.read_text()))
+    thread.join(timeout=300)
+    assert_one_line_failure(outcome, "lost the MongoDB connection after", "nothing was written to s3://")
+    assert get_body(s3, bucket, "crash/orders.jsonl") == b"the previous run's export\n"
+    assert open_uploads(s3, bucket) == []
+
+    stack.up(["mongo"], echo=lambda line: None)
+    with mongo.client() as client:
+        assert client[name]["orders"].count_documents({}) == 100_000
+    assert export(name, bucket, "crash/orders.jsonl", mongo_query={})["rows"] == 100_000
+    with mongo.client() as client:
+        client.drop_database(name)

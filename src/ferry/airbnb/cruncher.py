@@ -168,8 +168,8 @@ def main() -> int:
     """``ferry-crunch``: settings from the environment, like the book's container.
 
     ``S3_ENDPOINT`` (host:port or URL; empty for AWS), ``S3_ACCESS_KEY``, ``S3_SECRET_KEY``,
-    ``BUCKET`` (default ``inside-airbnb``), ``PREFIX`` (default ``listing-``). Without the
-    keys, boto3's usual credential chain applies.
+    ``BUCKET`` (default ``inside-airbnb``), ``PREFIX`` (default ``listing-``), ``RESULTS_PREFIX``
+    (default ``results/``). Without the keys, boto3's usual credential chain applies.
     """
     import boto3
 
@@ -179,7 +179,8 @@ def main() -> int:
     s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=os.environ.get("S3_ACCESS_KEY") or None,
                       aws_secret_access_key=os.environ.get("S3_SECRET_KEY") or None,
                       region_name=os.environ.get("AWS_DEFAULT_REGION", "eu-west-1"))
-    summary = crunch_s3(s3, os.environ.get("BUCKET", "inside-airbnb"), os.environ.get("PREFIX", "listing-"))
+    summary = crunch_s3(s3, os.environ.get("BUCKET", "inside-airbnb"), os.environ.get("PREFIX", "listing-"),
+                        os.environ.get("RESULTS_PREFIX", "results/"))
     print(json.dumps(summary, indent=1, default=str))
     return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shlex
 
+from ferry.stack.docker_engine import DockerService
 from ferry.stack.settings import REGION, StackSettings, project_root
 from ferry.stack.spark import spark_environment, spark_home
 from ferry.stack.sshd import SshdService
@@ -19,6 +20,7 @@ from ferry.stack.sshd import SshdService
 CONNECTION_IDS = {
     "aws_default": "S3 (SeaweedFS); sagemaker, logs: the control plane (moto); sagemaker-runtime: the endpoint server",
     "inside_airbnb": "PostgreSQL, database inside_airbnb",
+    "mongo_default": "MongoDB (SecantusDB), database inside_airbnb",
     "sftp_default": "sshd's SFTP subsystem",
     "ssh_default": "sshd",
     "spark_local": "Spark in-process on the worker (local[*])",
@@ -62,6 +64,15 @@ def connections(settings: StackSettings) -> dict[str, dict]:
             "login": creds.postgres_user,
             "password": creds.postgres_password,
             "schema": "inside_airbnb",
+        },
+        "mongo_default": {
+            "conn_type": "mongo",
+            "host": settings.host,
+            "port": settings.ports["mongo"],
+            "login": creds.mongo_user,
+            "password": creds.mongo_password,
+            "schema": "inside_airbnb",
+            "extra": {"authSource": "admin"},
         },
         "sftp_default": {"conn_type": "sftp", **ssh},
         "ssh_default": {"conn_type": "ssh", **ssh},
@@ -120,6 +131,9 @@ def stack_environment(settings: StackSettings) -> dict[str, str]:
         # Chalice app in front of it. Unset the first to reach real SageMaker endpoints.
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": settings.url("endpoint"),
         "FERRY_API_URL": settings.url("api"),
+        # The engine DockerOperator uses (its default docker_url): one that already answered when
+        # this was computed, or ferry's own dockerd (`ferry stack up --docker`).
+        "DOCKER_HOST": DockerService(settings).url,
         # psql with no arguments lands in the inside_airbnb database.
         "PGHOST": settings.host,
         "PGPORT": str(settings.ports["postgres"]),

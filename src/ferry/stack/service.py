@@ -66,6 +66,10 @@ class Service(ABC):
     def after_ready(self) -> None:
         """Work done once the service answers (create databases, buckets…)."""
 
+    def require_free(self) -> None:
+        """Before launching: fail if another program holds what the service needs (its port)."""
+        require_free_port(self.name, self.settings.host, self.port, self.log_file)
+
     def partly_dead(self) -> bool:
         """True if the service runs but cannot recover by itself (a component died, a worker lost
         its master): ``start`` then restarts it instead of waiting for it."""
@@ -80,7 +84,7 @@ class Service(ABC):
                 wait_until(self.ready, service=self.name, log_file=self.log_file, timeout=self.start_timeout)
             self.after_ready()
             return False
-        require_free_port(self.name, self.settings.host, self.port, self.log_file)
+        self.require_free()
         self._launch()
         try:
             wait_until(

@@ -22,6 +22,7 @@ DEFAULT_PORTS: dict[str, tuple[str, int]] = {
     "s3-filer": ("FERRY_S3_FILER_PORT", 15006),
     "s3-filer-grpc": ("FERRY_S3_FILER_GRPC_PORT", 15007),
     "sagemaker": ("FERRY_SAGEMAKER_PORT", 15100),
+    "mongo": ("FERRY_MONGO_PORT", 17017),
     "sshd": ("FERRY_SSH_PORT", 12222),
     "airflow": ("FERRY_AIRFLOW_PORT", 18080),
     "spark": ("FERRY_SPARK_PORT", 17077),
@@ -55,29 +56,42 @@ class Credentials:
     airflow_admin_password: str
     airflow_jwt_secret: str
     airflow_fernet_key: str
+    mongo_user: str
+    mongo_password: str
+
+    @staticmethod
+    def _generate() -> dict[str, str]:
+        from cryptography.fernet import Fernet
+
+        return {
+            "postgres_user": "ferry",
+            "postgres_password": secrets.token_urlsafe(18),
+            # Shaped like real keys so tools that validate the format accept them.
+            "aws_access_key_id": "FERRY" + secrets.token_hex(8).upper(),
+            "aws_secret_access_key": secrets.token_urlsafe(30),
+            "airflow_admin_password": secrets.token_urlsafe(12),
+            "airflow_jwt_secret": secrets.token_urlsafe(32),
+            "airflow_fernet_key": Fernet.generate_key().decode(),
+            "mongo_user": "ferry",
+            "mongo_password": secrets.token_urlsafe(18),
+        }
 
     @classmethod
     def load_or_create(cls, path: Path) -> Credentials:
-        if path.exists():
-            return cls(**json.loads(path.read_text()))
-        from cryptography.fernet import Fernet
-
-        creds = cls(
-            postgres_user="ferry",
-            postgres_password=secrets.token_urlsafe(18),
-            # Shaped like real keys so tools that validate the format accept them.
-            aws_access_key_id="FERRY" + secrets.token_hex(8).upper(),
-            aws_secret_access_key=secrets.token_urlsafe(30),
-            airflow_admin_password=secrets.token_urlsafe(12),
-            airflow_jwt_secret=secrets.token_urlsafe(32),
-            airflow_fernet_key=Fernet.generate_key().decode(),
-        )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Create with 0600 from the start: no window in which the file is world-readable.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(creds.__dict__, f, indent=2)
-        return creds
+        """Read the file; create it on first start; add secrets that a newer ferry needs (a
+        file written by an older one keeps every value it has)."""
+        stored = json.loads(path.read_text()) if path.exists() else {}
+        missing = {k: v for k, v in cls._generate().items() if k not in stored}
+        if missing:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write a new file with 0600 from the start (no world-readable window), then rename.
+            temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({**stored, **missing}, f, indent=2)
+            os.replace(temp, path)
+        fields = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in {**stored, **missing}.items() if k in fields})
 
 
 @dataclass(frozen=True)

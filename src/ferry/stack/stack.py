@@ -6,6 +6,8 @@ from collections.abc import Iterable
 
 from ferry.stack.airflow import AirflowService
 from ferry.stack.digits import ApiService, EndpointService
+from ferry.stack.docker_engine import DockerService
+from ferry.stack.mongo import MongoService
 from ferry.stack.postgres import PostgresService
 from ferry.stack.s3 import S3Service
 from ferry.stack.sagemaker import SageMakerService
@@ -14,11 +16,13 @@ from ferry.stack.settings import StackSettings
 from ferry.stack.spark import SparkMasterService, SparkWorkerService
 from ferry.stack.sshd import SshdService
 
-#: Started by ``ferry stack up``; Airflow and Spark only on request (--airflow, --spark).
+#: Started by ``ferry stack up``; Docker, Airflow and Spark only on request (--docker, --airflow, --spark).
 CORE_SERVICES: tuple[type[Service], ...] = (
-    PostgresService, S3Service, SageMakerService, SshdService, EndpointService, ApiService
+    PostgresService, S3Service, MongoService, SageMakerService, SshdService, EndpointService, ApiService
 )
-OPTIONAL_SERVICES: tuple[type[Service], ...] = (AirflowService, SparkMasterService, SparkWorkerService)
+OPTIONAL_SERVICES: tuple[type[Service], ...] = (
+    DockerService, AirflowService, SparkMasterService, SparkWorkerService
+)
 SPARK_SERVICES = ("spark", "spark-worker")
 
 

@@ -30,7 +30,8 @@ def jsonl_lines(docs: Iterable[Mapping[str, Any]]) -> Iterator[bytes]:
 
 
 def _plain(value: Any) -> Any:
-    """BSON values as Arrow understands them: ObjectId → str, Decimal128 → Decimal."""
+    """BSON values as Arrow understands them: ObjectId → str, Decimal128 → Decimal, and dates as
+    UTC instants (BSON stores UTC; pymongo hands them out without a zone unless asked)."""
     from bson import Decimal128, ObjectId
 
     if isinstance(value, ObjectId):
@@ -41,6 +42,8 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
+    if isinstance(value, datetime.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=datetime.UTC)
     if isinstance(value, (str, int, float, bool, bytes, datetime.datetime, decimal.Decimal)) or value is None:
         return value
     return str(value)
@@ -49,7 +52,8 @@ def _plain(value: Any) -> Any:
 def arrow_batches(
     docs: Iterable[Mapping[str, Any]], *, schema: pa.Schema | None = None, batch_rows: int = 10_000
 ) -> Iterator[pa.RecordBatch]:
-    """Documents as Arrow batches with one schema throughout: given, or inferred from the first batch.
+    """Documents as Arrow batches with one schema throughout: given, or inferred from the first batch
+    (every field any of its documents has; a document without one gets a null there).
 
     A later document with a field the schema lacks is an error, not silently dropped data.
     """
@@ -57,7 +61,7 @@ def arrow_batches(
     empty = True
     while batch := [_plain(doc) for doc in islice(docs, batch_rows)]:
         if schema is None:
-            schema = pa.RecordBatch.from_pylist(batch).schema
+            schema = pa.schema(pa.array(batch).type)  # a struct of the union of the fields
         known = set(schema.names)
         for doc in batch:
             if extra := set(doc) - known:

@@ -104,8 +104,7 @@ class MongoToS3Operator(LineageMixin, BaseOperator):
                                 concurrency=self.upload_concurrency)
 
         hook = MongoHook(mongo_conn_id=self.mongo_conn_id)
-        client = hook.get_conn()
-        database = client[self.mongo_db or hook.connection.schema]
+        database = hook.get_conn()[self.mongo_db or hook.connection.schema]
         target = f"s3://{self.s3_bucket}/{self.s3_key}"
         progress = Progress(self.log, f"{self.mongo_collection} → {target}")
         try:
@@ -137,6 +136,8 @@ class MongoToS3Operator(LineageMixin, BaseOperator):
             if message is None:
                 raise
             raise AirflowException(message) from exc
+        finally:
+            hook.close()
         self.log.info("done: %s", progress.summary())
         connection = hook.connection
         source = Dataset(f"mongodb://{connection.host}:{connection.port or 27017}",
