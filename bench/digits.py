@@ -18,9 +18,9 @@ def bench_digits(stack) -> list[str]:
     from ferry.digits.configs import training_config
     from ferry.digits.convert import mnist_to_recordio
     from ferry.digits.endpoint import deploy_model
-    from ferry.digits.recordio import write_numpy_to_dense_tensor
     from ferry.digits.sample_data import SAMPLE_KEY, mnist_splits, sample_picture
     from ferry.digits.training import accuracy, load_model_artifact, run_training_job
+    from ferry.sagemaker.recordio import write_numpy_to_dense_tensor
 
     s3 = boto3.client("s3")
     s3.copy_object(Bucket=BUCKET, Key="mnist.pkl.gz",

@@ -1,1 +1,1 @@
-../../src/ferry/digits/recordio.py
+../../src/ferry/sagemaker/recordio.py

@@ -11,7 +11,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ferry.digits.recordio import write_numpy_to_dense_tensor
+from ferry.sagemaker.recordio import write_numpy_to_dense_tensor
 
 from .conftest import deploy, upload_model
 

@@ -1,5 +1,6 @@
 """Both backends' DAGs end to end under real Airflow (`airflow dags test`) on the test stack:
-the local one trains and serves here; the SageMaker one drives moto's control plane."""
+the local one trains and serves here; the SageMaker one drives ferry's SageMaker control plane,
+which runs the built-in k-means job and deploys its model on the endpoint server."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,7 @@ def airflow(*args: str) -> str:
 def test_local_backend_trains_deploys_and_serves(airflow_db, stack, splits):
     import boto3
 
-    from ferry.digits.recordio import read_records
+    from ferry.sagemaker.recordio import read_records
 
     output = airflow("dags", "test", "digits_classifier", "--conf", json.dumps({"algorithm": "svm"}))
     s3 = boto3.client("s3")
@@ -60,7 +62,7 @@ def test_local_backend_trains_deploys_and_serves(airflow_db, stack, splits):
 def test_sagemaker_backend_runs_against_the_control_plane(airflow_db, stack):
     import boto3
 
-    airflow("dags", "test", "digits_classifier_sagemaker")
+    output = airflow("dags", "test", "digits_classifier_sagemaker")
     sagemaker = boto3.client("sagemaker")
     endpoint = sagemaker.describe_endpoint(EndpointName="mnistclassifier")
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
@@ -72,12 +74,18 @@ def test_sagemaker_backend_runs_against_the_control_plane(airflow_db, stack):
     assert job["HyperParameters"] == {"k": "10", "feature_dim": "784"}
     assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/mnist_data"
     assert model["PrimaryContainer"]["ModelDataUrl"] == job["ModelArtifacts"]["S3ModelArtifacts"]
+    # It really trained, the task log showed the job's CloudWatch log, and the model is live.
+    assert job["TrainingJobStatus"] == "Completed" and endpoint["EndpointStatus"] == "InService"
+    assert "k-means: 4000 records of 784 features, k=10" in output
+    answer = boto3.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName="mnistclassifier", ContentType="text/csv", Body=",".join(["0"] * 784))
+    assert "closest_cluster" in json.loads(answer["Body"].read())["predictions"][0]
 
 
 def test_rerunning_the_sagemaker_deploy_reuses_what_exists(stack, capfd):
-    """On SageMaker, the provider's operator fails on a second try once the model exists ("Cannot
-    create already existing model"); ours reuses it. moto accepts duplicates, so the test checks
-    that the second try creates neither the model nor the endpoint config."""
+    """The provider's operator fails on a second try once the model exists ("Cannot create
+    already existing model", from SageMaker and from ferry's control plane alike); ours reuses
+    the model and endpoint config, and the endpoint that exists is updated."""
     import boto3
 
     from ferry.digits.operators import ReusingSageMakerEndpointOperator
@@ -98,6 +106,9 @@ def test_rerunning_the_sagemaker_deploy_reuses_what_exists(stack, capfd):
         result = operator.execute({})
         assert result["Endpoint"]["EndpointName"] == "rerun-endpoint"
         logs.append(capfd.readouterr().out)
+        while boto3.client("sagemaker").describe_endpoint(EndpointName="rerun-endpoint")["EndpointStatus"] in (
+                "Creating", "Updating"):
+            time.sleep(0.2)  # a retry comes after the first try ended
     assert "Creating SageMaker model rerun-model" in logs[0] and "exists already" not in logs[0]
     assert "Creating SageMaker model" not in logs[1] and "Creating endpoint config" not in logs[1]
     assert "Model rerun-model exists already" in logs[1]

@@ -1,4 +1,4 @@
-"""ferry.digits.recordio against bytes written by the real SageMaker SDK 2.257.7
+"""ferry.sagemaker.recordio against bytes written by the real SageMaker SDK 2.257.7
 (tests/digits/data/make_vectors.py made them in a throw-away environment)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferry.digits.recordio import read_records, write_numpy_to_dense_tensor
+from ferry.sagemaker.recordio import read_records, write_numpy_to_dense_tensor
 
 DATA = Path(__file__).parent / "data"
 CASES = sorted(p.stem for p in DATA.glob("*.rec"))

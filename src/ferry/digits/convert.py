@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ferry.digits.recordio import write_numpy_to_dense_tensor
+from ferry.sagemaker.recordio import write_numpy_to_dense_tensor
 from ferry.transfers.s3_sink import S3Output
 
 RECORDIO_CONTENT_TYPE = "application/x-recordio-protobuf"

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from ferry.digits.model import DigitModel
-from ferry.digits.recordio import iter_records
+from ferry.sagemaker.recordio import iter_records
 
 log = logging.getLogger("ferry.endpoint")
 

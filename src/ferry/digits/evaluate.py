@@ -10,7 +10,7 @@ import numpy as np
 
 from ferry.digits.configs import ENDPOINT_NAME
 from ferry.digits.convert import load_mnist_split
-from ferry.digits.recordio import write_numpy_to_dense_tensor
+from ferry.sagemaker.recordio import write_numpy_to_dense_tensor
 
 BATCH = 100
 

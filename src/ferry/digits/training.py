@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ferry.digits.model import DigitModel, fit
-from ferry.digits.recordio import iter_records
+from ferry.sagemaker.recordio import iter_records
 
 TRAIN_CHANNEL = "train"
 ARTIFACT_NAME = "model.tar.gz"

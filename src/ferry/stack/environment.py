@@ -18,7 +18,7 @@ from ferry.stack.sshd import SshdService
 
 #: Connection ids the stack defines, and what they point at.
 CONNECTION_IDS = {
-    "aws_default": "S3 (SeaweedFS); sagemaker, logs: the control plane (moto); sagemaker-runtime: the endpoint server",
+    "aws_default": "S3 (SeaweedFS); sagemaker, logs: ferry's control plane; sagemaker-runtime: the endpoint server",
     "inside_airbnb": "PostgreSQL, database inside_airbnb",
     "mongo_default": "MongoDB (SecantusDB), database inside_airbnb",
     "sftp_default": "sshd's SFTP subsystem",
@@ -50,7 +50,7 @@ def connections(settings: StackSettings) -> dict[str, dict]:
             "conn_type": "aws",
             "login": creds.aws_access_key_id,
             "password": creds.aws_secret_access_key,
-            # SeaweedFS plays S3, moto SageMaker's control plane and CloudWatch Logs, ferry's
+            # SeaweedFS plays S3, ferry's control plane SageMaker's API and CloudWatch Logs, ferry's
             # endpoint server SageMaker's runtime.
             "extra": {"region_name": REGION, "endpoint_url": settings.url("s3"),
                       "service_config": {"sagemaker": {"endpoint_url": settings.url("sagemaker")},

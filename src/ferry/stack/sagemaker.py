@@ -1,15 +1,15 @@
-"""The SageMaker control plane and CloudWatch Logs: moto's server, on a port of its own.
+"""The SageMaker control plane and CloudWatch Logs: ferry's own (ferry.sagemaker.control_plane).
 
-moto records training jobs, models and endpoints (it trains and serves nothing: ferry's
-endpoint server plays the runtime). It keeps its state in memory only, which is acceptable
-for records that the DAGs create again on every run; S3 data never lives here.
+It trains for real (a worker process per job), keeps its state in SQLite under
+``$FERRY_HOME/data/sagemaker``, lets in only the stack's key pair (SigV4 checked), and makes
+endpoints live on the ``endpoint`` service.
 """
 
 from __future__ import annotations
 
 import sys
 
-from ferry.stack.process import spawn
+from ferry.stack.process import port_answers, spawn
 from ferry.stack.service import PidFileService
 
 
@@ -17,14 +17,23 @@ class SageMakerService(PidFileService):
     name = "sagemaker"
 
     def _launch(self) -> None:
+        import os
+
+        from ferry.stack.environment import stack_environment
+
+        self.settings.credentials  # noqa: B018 - make sure credentials.json exists before the server reads it
         spawn(
-            [sys.executable, "-m", "moto.server", "-H", self.settings.host, "-p", str(self.port)],
+            [sys.executable, "-m", "ferry.sagemaker.control_plane", "--host", self.settings.host,
+             "--port", str(self.port), "--state", str(self.settings.data("sagemaker") / "control-plane.sqlite"),
+             "--credentials", str(self.settings.home / "credentials.json"),
+             "--runtime-url", self.settings.url("endpoint")],
             pid_file=self.pid_file,
             log_file=self.log_file,
+            env={**os.environ, **stack_environment(self.settings)},
         )
 
     def ready(self) -> bool:
-        return self.answers_http("/moto-api/")
+        return port_answers(self.settings.host, self.port)
 
     def detail(self) -> str:
-        return f"{self.settings.url(self.name)} (SageMaker control plane + CloudWatch Logs, moto)"
+        return f"{self.settings.url(self.name)} (SageMaker control plane + CloudWatch Logs; trains for real)"

@@ -1,0 +1,201 @@
+"""What a training image means here: SageMaker's built-in algorithms, by name, with AWS's rules.
+
+A training image URI names an algorithm the way SageMaker's registry does
+(``<account>.dkr.ecr.<region>.amazonaws.com/kmeans:1``). For each one we know, this module
+holds its hyperparameters as AWS documents them (required, optional, valid values; anything
+else is refused, as the built-in algorithms refuse it) and a trainer that reads the ``train``
+channel (RecordIO-protobuf, or csv with the label first) and writes the model directory.
+
+Implemented: built-in k-means. An image nobody here knows fails the job with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: ``<account>.dkr.ecr.<region>.amazonaws.com/<name>:<tag>`` (any account: each region's differs).
+_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<name>[a-z0-9._/-]+)"
+                    r":(?P<tag>[A-Za-z0-9._-]+)$")
+
+
+class AlgorithmError(ValueError):
+    """The job's request is wrong for its algorithm: the FailureReason a person can act on."""
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError
+    return number
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError
+        return value
+    check.__doc__ = " or ".join(allowed)
+    return check
+
+
+def _auto_or_positive_int(value: str) -> str | int:
+    return "auto" if value == "auto" else _positive_int(value)
+
+
+def _unit_float(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise ValueError
+    return number
+
+
+def _metrics_list(value: str) -> list[str]:
+    metrics = json.loads(value)
+    if not isinstance(metrics, list) or not metrics or any(m not in ("msd", "ssd") for m in metrics):
+        raise ValueError
+    return metrics
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    parse: Callable[[str], Any]
+    valid: str
+    default: str | None = None  # None: required
+
+
+KMEANS_HYPERPARAMETERS = {
+    "feature_dim": Hyperparameter(_positive_int, "a positive integer"),
+    "k": Hyperparameter(_positive_int, "a positive integer"),
+    "epochs": Hyperparameter(_positive_int, "a positive integer", "1"),
+    "eval_metrics": Hyperparameter(_metrics_list, 'a JSON list of "msd" and/or "ssd"', '["msd"]'),
+    "extra_center_factor": Hyperparameter(_auto_or_positive_int, "a positive integer or auto", "auto"),
+    "half_life_time_size": Hyperparameter(_non_negative_int, "a non-negative integer", "0"),
+    "init_method": Hyperparameter(_choice("random", "kmeans++"), "random or kmeans++", "random"),
+    "local_lloyd_init_method": Hyperparameter(_choice("random", "kmeans++"), "random or kmeans++", "kmeans++"),
+    "local_lloyd_max_iter": Hyperparameter(_positive_int, "a positive integer", "300"),
+    "local_lloyd_num_trials": Hyperparameter(_auto_or_positive_int, "a positive integer or auto", "auto"),
+    "local_lloyd_tol": Hyperparameter(_unit_float, "a float in [0, 1]", "0.0001"),
+    "mini_batch_size": Hyperparameter(_positive_int, "a positive integer", "5000"),
+}
+
+
+def parse_hyperparameters(spec: dict[str, Hyperparameter], given: dict[str, str], algorithm: str) -> dict[str, Any]:
+    """AWS's validation: strings only, nothing unknown, required present, each value valid."""
+    unknown = sorted(set(given) - set(spec))
+    if unknown:
+        raise AlgorithmError(f"ClientError: Additional hyperparameters are not allowed for {algorithm} "
+                             f"({', '.join(repr(u) for u in unknown)} unexpected)")
+    missing = sorted(name for name, h in spec.items() if h.default is None and name not in given)
+    if missing:
+        raise AlgorithmError(f"ClientError: Missing required hyperparameters for {algorithm}: {', '.join(missing)}")
+    parsed = {}
+    for name, h in spec.items():
+        raw = given.get(name, h.default)
+        try:
+            parsed[name] = h.parse(raw)
+        except (ValueError, TypeError, json.JSONDecodeError):
+            raise AlgorithmError(f"ClientError: hyperparameter {name}={raw!r} is not valid: "
+                                 f"expected {h.valid}") from None
+    return parsed
+
+
+# -- training data ---------------------------------------------------------------------------------
+
+def read_channel(files: list[Path], content_type: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features and labels (if any) from a channel's files: RecordIO-protobuf or csv (label first)."""
+    if content_type.startswith("text/csv"):
+        rows = [np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64) for path in files]
+        data = np.vstack([r for r in rows if r.size])
+        return data[:, 1:].astype(np.float32), data[:, 0]
+    from ferry.sagemaker.recordio import iter_records
+
+    features, labels = [], []
+    for path in files:
+        with path.open("rb") as f:
+            for record in iter_records(f):
+                features.append(record.features["values"])
+                if "values" in record.label:
+                    labels.append(record.label["values"][0])
+    if not features:
+        raise AlgorithmError("ClientError: the train channel holds no records")
+    if labels and len(labels) != len(features):
+        raise AlgorithmError(f"ClientError: {len(features)} records but only {len(labels)} labels")
+    return np.vstack(features).astype(np.float32), (np.asarray(labels) if labels else None)
+
+
+# -- k-means ---------------------------------------------------------------------------------------
+
+def train_kmeans(hyperparameters: dict[str, str], features: np.ndarray, labels: np.ndarray | None,
+                 model_dir: Path, log: Callable[[str], None]) -> dict[str, float]:
+    """Web-scale k-means as SageMaker's is (mini-batches over ``epochs`` passes, then the centers
+    reduced with Lloyd's iterations), here scikit-learn's MiniBatchKMeans with the same knobs.
+
+    The model directory holds ``model.npz`` (``centers``) and ``metadata.json``. Where the
+    records carry labels (MNIST's do), the label most common in each cluster is kept as
+    ``cluster_digits``, so that a caller can turn a cluster into a class; AWS's model has no
+    such map.
+    """
+    from sklearn.cluster import MiniBatchKMeans
+
+    hp = parse_hyperparameters(KMEANS_HYPERPARAMETERS, hyperparameters, "kmeans")
+    if features.shape[1] != hp["feature_dim"]:
+        raise AlgorithmError(f"ClientError: feature_dim={hp['feature_dim']} but the records have "
+                             f"{features.shape[1]} features")
+    if hp["k"] > len(features):
+        raise AlgorithmError(f"ClientError: k={hp['k']} is more than the {len(features)} records")
+    log(f"k-means: {len(features)} records of {features.shape[1]} features, k={hp['k']}, "
+        f"mini_batch_size={hp['mini_batch_size']}, epochs={hp['epochs']}, init_method={hp['init_method']}")
+    trials = 4 if hp["local_lloyd_num_trials"] == "auto" else hp["local_lloyd_num_trials"]
+    kmeans = MiniBatchKMeans(n_clusters=hp["k"], batch_size=min(hp["mini_batch_size"], len(features)),
+                             init="k-means++" if hp["init_method"] == "kmeans++" else "random",
+                             max_iter=max(hp["epochs"], 10), n_init=trials, tol=hp["local_lloyd_tol"],
+                             random_state=0).fit(features)
+    msd = float(kmeans.inertia_ / len(features))
+    log(f"#train_score (algo-1) : ('msd', {msd:.4f})")
+    arrays = {"centers": kmeans.cluster_centers_.astype(np.float32)}
+    if labels is not None:
+        arrays["cluster_digits"] = np.array([
+            np.bincount(labels[kmeans.labels_ == c].astype(int), minlength=1).argmax()
+            if (kmeans.labels_ == c).any() else c for c in range(hp["k"])])
+    else:
+        arrays["cluster_digits"] = np.arange(hp["k"])
+    model_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(model_dir / "model.npz", **arrays)
+    (model_dir / "metadata.json").write_text(json.dumps({"algorithm": "kmeans", "k": hp["k"]}, indent=2))
+    return {"train:msd": msd}
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    train: Callable[..., dict[str, float]]
+    supervised: bool
+
+
+ALGORITHMS = {"kmeans": Algorithm("kmeans", train_kmeans, supervised=False)}
+
+
+def algorithm_for_image(image: str) -> Algorithm:
+    found = _IMAGE.match(image or "")
+    if not found:
+        raise AlgorithmError(f"ClientError: {image!r} is not a SageMaker algorithm image URI "
+                             "(<account>.dkr.ecr.<region>.amazonaws.com/<name>:<tag>)")
+    name = found["name"]
+    if name not in ALGORITHMS:
+        raise AlgorithmError(f"ClientError: the training image {image} is not one this control plane runs "
+                             f"(it runs: {', '.join(sorted(ALGORITHMS))})")
+    return ALGORITHMS[name]

@@ -1,0 +1,463 @@
+"""SageMaker's control plane and CloudWatch Logs, as far as training and serving need them.
+
+Why our own server and not moto's SageMaker backend: moto keeps state in memory, marks a job
+Completed the moment it is created, trains and serves nothing, and overwrites a resource
+created twice; making it run jobs would mean replacing most of what it does. This server
+speaks the same AWS JSON 1.1 protocol (``X-Amz-Target: SageMaker.<Operation>`` or
+``Logs_20140328.<Operation>``), so boto3 and the amazon provider's operators use it through
+``endpoint_url`` alone, and:
+
+- checks every request's SigV4 signature against the stack's key pair (``sigv4``);
+- keeps state in SQLite (``store``): it survives a restart, and workers update it;
+- runs each training job in a worker process (``worker``), with CloudWatch-style logs;
+- refuses names already taken, with SageMaker's own messages (the provider's endpoint
+  operator switches to ``UpdateEndpoint`` on "Cannot create already existing endpoint");
+- makes endpoints live on the endpoint server (``--runtime-url``): ``Creating`` until the model
+  is loaded there, then ``InService``, or ``Failed`` with the server's reason.
+
+Operations: Create/Describe/List/StopTrainingJob; Create/Describe/Delete/ListModel(s);
+Create/Describe/DeleteEndpointConfig; Create/Describe/Update/Delete/ListEndpoint(s). Logs:
+CreateLogGroup, CreateLogStream, DescribeLogGroups, DescribeLogStreams, GetLogEvents,
+PutLogEvents. Anything else answers ``UnknownOperationException``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ferry.sagemaker.sigv4 import SignatureError, verify
+from ferry.sagemaker.store import Store
+from ferry.sagemaker.worker import KIND as TRAINING_JOB
+from ferry.sagemaker.worker import LOG_GROUP, now
+
+log = logging.getLogger("ferry.sagemaker")
+
+ACCOUNT = "000000000000"
+MAX_BODY = 1024 * 1024
+NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+TERMINAL = ("Completed", "Failed", "Stopped")
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def validation(message: str) -> ApiError:
+    return ApiError("ValidationException", message)
+
+
+def _required(request: dict[str, Any], *names: str) -> None:
+    for name in names:
+        if name not in request or request[name] in (None, ""):
+            raise validation(f"1 validation error detected: Value null at '{name[0].lower() + name[1:]}' failed to "
+                             "satisfy constraint: Member must not be null")
+
+
+def _name(request: dict[str, Any], field: str) -> str:
+    _required(request, field)
+    name = request[field]
+    if not isinstance(name, str) or not NAME.match(name):
+        raise validation(f"1 validation error detected: Value '{name}' at '{field[0].lower() + field[1:]}' failed to "
+                         "satisfy constraint: Member must satisfy regular expression pattern: "
+                         "^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+    return name
+
+
+def public(body: dict[str, Any]) -> dict[str, Any]:
+    """A stored record without the fields only this server uses (``_…``)."""
+    return {k: v for k, v in body.items() if not k.startswith("_")}
+
+
+class ControlPlane:
+    def __init__(self, store: Store, *, access_key_id: str, secret_access_key: str, runtime_url: str,
+                 region: str, worker_env: dict[str, str]) -> None:
+        self.store, self.region = store, region
+        self.access_key_id, self.secret_access_key = access_key_id, secret_access_key
+        self.runtime_url = runtime_url.rstrip("/")
+        self.worker_env = worker_env
+        self.pending: set[asyncio.Task] = set()
+
+    def arn(self, kind: str, name: str) -> str:
+        return f"arn:aws:sagemaker:{self.region}:{ACCOUNT}:{kind}/{name.lower()}"
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    self.recover()
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        try:
+            result = await self.handle(scope, receive)
+            status, payload = 200, result
+        except ApiError as exc:
+            status, payload = exc.status, {"__type": exc.code, "message": exc.message}
+        except Exception:  # a bug here: a 500 with no details, the trace in our log
+            log.exception("request failed")
+            status, payload = 500, {"__type": "InternalFailure", "message": "internal error"}
+        body = json.dumps(payload).encode()
+        headers = [(b"content-type", b"application/x-amz-json-1.1"), (b"content-length", str(len(body)).encode())]
+        if status != 200:
+            headers.append((b"x-amzn-errortype", payload["__type"].encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def handle(self, scope, receive) -> dict[str, Any]:
+        headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope["headers"]}
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > MAX_BODY:
+                raise ApiError("SerializationException", "the request body is too large", 413)
+            if not message.get("more_body"):
+                break
+        if scope["method"] != "POST":
+            raise ApiError("UnknownOperationException", "only POST with X-Amz-Target is served", 404)
+        try:
+            verify(scope["method"], scope["path"], scope.get("query_string", b"").decode("latin1"), headers, body,
+                   access_key_id=self.access_key_id, secret_access_key=self.secret_access_key)
+        except SignatureError as exc:
+            raise ApiError(exc.code, exc.message, 403) from None
+        service, _, operation = headers.get("x-amz-target", "").partition(".")
+        handler = getattr(self, f"{'logs' if service == 'Logs_20140328' else 'sm'}_{operation}", None) \
+            if service in ("SageMaker", "Logs_20140328") else None
+        if handler is None:
+            raise ApiError("UnknownOperationException", f"{service}.{operation} is not served here")
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            raise ApiError("SerializationException", "the body is not JSON") from None
+        if not isinstance(request, dict):
+            raise ApiError("SerializationException", "the body is not a JSON object")
+        result = handler(request)
+        return await result if asyncio.iscoroutine(result) else result
+
+    # -- training jobs ---------------------------------------------------------------------------
+
+    def sm_CreateTrainingJob(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _name(request, "TrainingJobName")
+        _required(request, "AlgorithmSpecification", "RoleArn", "OutputDataConfig", "ResourceConfig",
+                  "StoppingCondition")
+        hyperparameters = request.get("HyperParameters") or {}
+        if not all(isinstance(v, str) for v in hyperparameters.values()):
+            raise validation("HyperParameters values must be strings")
+        arn = self.arn("training-job", name)
+        at = now()
+        job = {**request, "TrainingJobArn": arn, "TrainingJobStatus": "InProgress", "SecondaryStatus": "Starting",
+               "CreationTime": at, "LastModifiedTime": at, "SecondaryStatusTransitions": [],
+               "HyperParameters": hyperparameters}
+        if not self.store.insert(TRAINING_JOB, name, job):
+            raise ApiError("ResourceInUse", "Training job names must be unique within an AWS account and region, "
+                           f"and a training job with this name already exists ({arn})")
+        process = subprocess.Popen([sys.executable, "-m", "ferry.sagemaker.worker", str(self.store.path), name],
+                                   env=self.worker_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+        self.store.update(TRAINING_JOB, name, lambda j: j.update(_pid=process.pid))
+        return {"TrainingJobArn": arn}
+
+    def _training_job(self, name: str) -> dict[str, Any]:
+        job = self.store.get(TRAINING_JOB, name) if isinstance(name, str) else None
+        if job is None:
+            raise validation("Requested resource not found.")
+        return job
+
+    def sm_DescribeTrainingJob(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "TrainingJobName")
+        return public(self._training_job(request["TrainingJobName"]))
+
+    def sm_ListTrainingJobs(self, request: dict[str, Any]) -> dict[str, Any]:
+        jobs = self.store.list(TRAINING_JOB)
+        if contains := request.get("NameContains"):
+            jobs = [j for j in jobs if contains in j["TrainingJobName"]]
+        if status := request.get("StatusEquals"):
+            jobs = [j for j in jobs if j["TrainingJobStatus"] == status]
+        summaries = [{k: j[k] for k in ("TrainingJobName", "TrainingJobArn", "CreationTime", "TrainingJobStatus",
+                                        "LastModifiedTime", "TrainingEndTime") if k in j} for j in jobs]
+        return self._page(summaries, request, "TrainingJobSummaries")
+
+    def sm_StopTrainingJob(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "TrainingJobName")
+        job = self._training_job(request["TrainingJobName"])
+        if job["TrainingJobStatus"] != "InProgress":
+            raise validation(f"The request was rejected because the training job is in status "
+                             f"{job['TrainingJobStatus']}.")
+        self.store.update(TRAINING_JOB, job["TrainingJobName"], lambda j: j.update(TrainingJobStatus="Stopping"))
+        _signal(job.get("_pid"))
+        return {}
+
+    def recover(self) -> None:
+        """After a restart: a job whose worker is gone can never finish; say so instead of waiting."""
+        for job in self.store.list(TRAINING_JOB):
+            if job["TrainingJobStatus"] in ("InProgress", "Stopping") and not _alive(job.get("_pid")):
+                reason = "InternalServerError: the training process ended without a result (the control plane or " \
+                         "the machine was restarted during the job)"
+                self.store.update(TRAINING_JOB, job["TrainingJobName"], lambda j, r=reason: j.update(
+                    TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason=r, TrainingEndTime=now()))
+        for endpoint in self.store.list("Endpoint"):
+            if endpoint["EndpointStatus"] in ("Creating", "Updating"):
+                self._schedule_deploy(endpoint["EndpointName"], endpoint.get("_target", endpoint["EndpointConfigName"]))
+
+    # -- models and endpoint configs ------------------------------------------------------------
+
+    def sm_CreateModel(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _name(request, "ModelName")
+        container = request.get("PrimaryContainer") or (request.get("Containers") or [None])[0]
+        if not isinstance(container, dict) or not container.get("Image"):
+            raise validation("a model needs PrimaryContainer (or Containers) with an Image")
+        arn = self.arn("model", name)
+        if not self.store.insert("Model", name, {**request, "ModelArn": arn, "CreationTime": now()}):
+            raise validation(f'Cannot create already existing model "{arn}".')
+        return {"ModelArn": arn}
+
+    def _get(self, kind: str, name: Any, what: str, arn_kind: str) -> dict[str, Any]:
+        found = self.store.get(kind, name) if isinstance(name, str) else None
+        if found is None:
+            raise validation(f'Could not find {what} "{self.arn(arn_kind, str(name))}".')
+        return found
+
+    def sm_DescribeModel(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "ModelName")
+        return public(self._get("Model", request["ModelName"], "model", "model"))
+
+    def sm_DeleteModel(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "ModelName")
+        self._get("Model", request["ModelName"], "model", "model")
+        self.store.delete("Model", request["ModelName"])
+        return {}
+
+    def sm_ListModels(self, request: dict[str, Any]) -> dict[str, Any]:
+        models = [{k: m[k] for k in ("ModelName", "ModelArn", "CreationTime")} for m in self.store.list("Model")]
+        return self._page(models, request, "Models")
+
+    def sm_CreateEndpointConfig(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _name(request, "EndpointConfigName")
+        variants = request.get("ProductionVariants")
+        if not isinstance(variants, list) or not variants:
+            raise validation("ProductionVariants must name at least one variant")
+        for variant in variants:
+            self._get("Model", variant.get("ModelName"), "model", "model")
+        arn = self.arn("endpoint-config", name)
+        if not self.store.insert("EndpointConfig", name, {**request, "EndpointConfigArn": arn, "CreationTime": now()}):
+            raise validation(f'Cannot create already existing endpoint configuration "{arn}".')
+        return {"EndpointConfigArn": arn}
+
+    def sm_DescribeEndpointConfig(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "EndpointConfigName")
+        return public(self._get("EndpointConfig", request["EndpointConfigName"], "endpoint configuration",
+                                "endpoint-config"))
+
+    def sm_DeleteEndpointConfig(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "EndpointConfigName")
+        self._get("EndpointConfig", request["EndpointConfigName"], "endpoint configuration", "endpoint-config")
+        self.store.delete("EndpointConfig", request["EndpointConfigName"])
+        return {}
+
+    # -- endpoints -------------------------------------------------------------------------------
+
+    def sm_CreateEndpoint(self, request: dict[str, Any]) -> dict[str, Any]:
+        name = _name(request, "EndpointName")
+        _required(request, "EndpointConfigName")
+        self._get("EndpointConfig", request["EndpointConfigName"], "endpoint configuration", "endpoint-config")
+        arn = self.arn("endpoint", name)
+        at = now()
+        endpoint = {"EndpointName": name, "EndpointArn": arn, "EndpointConfigName": request["EndpointConfigName"],
+                    "EndpointStatus": "Creating", "CreationTime": at, "LastModifiedTime": at,
+                    "_target": request["EndpointConfigName"]}
+        if not self.store.insert("Endpoint", name, endpoint):
+            raise validation(f'Cannot create already existing endpoint "{arn}".')
+        self._schedule_deploy(name, request["EndpointConfigName"])
+        return {"EndpointArn": arn}
+
+    def sm_UpdateEndpoint(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "EndpointName", "EndpointConfigName")
+        endpoint = self._get("Endpoint", request["EndpointName"], "endpoint", "endpoint")
+        self._get("EndpointConfig", request["EndpointConfigName"], "endpoint configuration", "endpoint-config")
+        if endpoint["EndpointStatus"] not in ("InService", "Failed"):
+            raise validation(f"Cannot update in-progress endpoint \"{endpoint['EndpointArn']}\".")
+        self.store.update("Endpoint", endpoint["EndpointName"], lambda e: e.update(
+            EndpointStatus="Updating", LastModifiedTime=now(), _target=request["EndpointConfigName"]))
+        self._schedule_deploy(endpoint["EndpointName"], request["EndpointConfigName"])
+        return {"EndpointArn": endpoint["EndpointArn"]}
+
+    def sm_DescribeEndpoint(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "EndpointName")
+        endpoint = public(self._get("Endpoint", request["EndpointName"], "endpoint", "endpoint"))
+        config = self.store.get("EndpointConfig", endpoint["EndpointConfigName"]) or {}
+        if endpoint["EndpointStatus"] == "InService":
+            endpoint["ProductionVariants"] = [{"VariantName": v.get("VariantName", "AllTraffic"),
+                                               "CurrentInstanceCount": v.get("InitialInstanceCount", 1),
+                                               "DesiredInstanceCount": v.get("InitialInstanceCount", 1)}
+                                              for v in config.get("ProductionVariants", [])]
+        return endpoint
+
+    def sm_ListEndpoints(self, request: dict[str, Any]) -> dict[str, Any]:
+        endpoints = [{k: e[k] for k in ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime",
+                                        "EndpointStatus")} for e in self.store.list("Endpoint")]
+        if contains := request.get("NameContains"):
+            endpoints = [e for e in endpoints if contains in e["EndpointName"]]
+        return self._page(endpoints, request, "Endpoints")
+
+    async def sm_DeleteEndpoint(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "EndpointName")
+        self._get("Endpoint", request["EndpointName"], "endpoint", "endpoint")
+        await asyncio.to_thread(self._runtime, "DELETE", request["EndpointName"], None)
+        self.store.delete("Endpoint", request["EndpointName"])
+        return {}
+
+    def _schedule_deploy(self, name: str, config_name: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._deploy(name, config_name))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _deploy(self, name: str, config_name: str) -> None:
+        """Load the config's model on the endpoint server; InService, or Failed with its reason."""
+        try:
+            config = self.store.get("EndpointConfig", config_name)
+            model = self.store.get("Model", config["ProductionVariants"][0]["ModelName"]) if config else None
+            if model is None:
+                raise RuntimeError(f"the endpoint configuration {config_name} or its model no longer exists")
+            container = model.get("PrimaryContainer") or model["Containers"][0]
+            if not container.get("ModelDataUrl"):
+                raise RuntimeError(f"model {model['ModelName']} has no ModelDataUrl to serve")
+            await asyncio.to_thread(self._runtime, "PUT", name, {"ModelDataUrl": container["ModelDataUrl"]})
+        except Exception as exc:
+            reason = str(exc)
+            self.store.update("Endpoint", name, lambda e: e.update(
+                EndpointStatus="Failed" if e["EndpointStatus"] == "Creating" else "InService",
+                FailureReason=reason, LastModifiedTime=now()))
+            return
+        self.store.update("Endpoint", name, lambda e: (e.pop("FailureReason", None), e.update(
+            EndpointStatus="InService", EndpointConfigName=config_name, LastModifiedTime=now())))
+
+    def _runtime(self, method: str, name: str, payload: dict | None) -> None:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.runtime_url}/endpoints/{name}", method=method,
+                                         data=json.dumps(payload).encode() if payload is not None else None,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("message", "")
+            except ValueError:
+                message = ""
+            raise RuntimeError(f"the endpoint server refused: {message or exc.code}") from None
+        except OSError as exc:
+            raise RuntimeError(f"the endpoint server at {self.runtime_url} does not answer: {exc}") from None
+
+    @staticmethod
+    def _page(items: list[dict[str, Any]], request: dict[str, Any], key: str) -> dict[str, Any]:
+        start = int(request.get("NextToken") or 0)
+        size = int(request.get("MaxResults") or 100)
+        page = {key: items[start:start + size]}
+        if start + size < len(items):
+            page["NextToken"] = str(start + size)
+        return page
+
+    # -- CloudWatch Logs -------------------------------------------------------------------------
+
+    def logs_CreateLogGroup(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def logs_CreateLogStream(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "logGroupName", "logStreamName")
+        self.store.put_log_events(request["logGroupName"], request["logStreamName"], [])
+        return {}
+
+    def logs_PutLogEvents(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "logGroupName", "logStreamName", "logEvents")
+        events = [(int(e["timestamp"]), str(e["message"])) for e in request["logEvents"]]
+        self.store.put_log_events(request["logGroupName"], request["logStreamName"], events)
+        return {}
+
+    def logs_DescribeLogGroups(self, request: dict[str, Any]) -> dict[str, Any]:
+        groups = [LOG_GROUP] if self.store.group_exists(LOG_GROUP) else []
+        prefix = request.get("logGroupNamePrefix", "")
+        return {"logGroups": [{"logGroupName": g, "arn": f"arn:aws:logs:{self.region}:{ACCOUNT}:log-group:{g}:*"}
+                              for g in groups if g.startswith(prefix)]}
+
+    def logs_DescribeLogStreams(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "logGroupName")
+        if not self.store.group_exists(request["logGroupName"]):
+            raise ApiError("ResourceNotFoundException", "The specified log group does not exist.")
+        streams = self.store.log_streams(request["logGroupName"], request.get("logStreamNamePrefix", ""))
+        if request.get("descending"):
+            streams.reverse()
+        return {"logStreams": streams[: int(request.get("limit") or 50)]}
+
+    def logs_GetLogEvents(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Forward tokens are ``f/<last event id>``: a caller polling with the token it got sees
+        each event once and then an unchanged token, as CloudWatch Logs behaves."""
+        _required(request, "logGroupName", "logStreamName")
+        token = request.get("nextToken") or ""
+        after = int(token[2:]) if token.startswith("f/") and token[2:].isdigit() else 0
+        rows = self.store.log_events(request["logGroupName"], request["logStreamName"],
+                                     start=int(request.get("startTime") or 0), end=request.get("endTime"),
+                                     after_id=after, limit=int(request.get("limit") or 10_000))
+        last = rows[-1][0] if rows else after
+        return {"events": [{"timestamp": ts, "message": message, "ingestionTime": ingested}
+                           for _id, ts, ingested, message in rows],
+                "nextForwardToken": f"f/{last}", "nextBackwardToken": f"b/{after}"}
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int):
+        return False
+    from ferry.stack.process import pid_alive
+
+    return pid_alive(pid)
+
+
+def _signal(pid: Any) -> None:
+    import signal
+
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="ferry's local SageMaker control plane and CloudWatch Logs.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--state", type=Path, required=True, help="the SQLite file holding jobs, models, endpoints")
+    parser.add_argument("--credentials", type=Path, required=True,
+                        help="JSON with aws_access_key_id and aws_secret_access_key: the only key pair let in")
+    parser.add_argument("--runtime-url", required=True, help="the endpoint server endpoints are deployed to")
+    parser.add_argument("--region", default="eu-west-1")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    creds = json.loads(args.credentials.read_text())
+    app = ControlPlane(Store(args.state), access_key_id=creds["aws_access_key_id"],
+                       secret_access_key=creds["aws_secret_access_key"], runtime_url=args.runtime_url,
+                       region=args.region, worker_env=dict(os.environ))
+    uvicorn.run(app, host=args.host, port=args.port, lifespan="on", access_log=False, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

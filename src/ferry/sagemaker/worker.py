@@ -1,0 +1,147 @@
+"""One training job, in a process of its own (``python -m ferry.sagemaker.worker STATE_DB JOB``).
+
+SageMaker runs each job in a container on an instance of its own; here a process, started by
+the control plane, that works through SageMaker's secondary statuses — Starting, Downloading
+(the ``train`` channel, as File input mode copies it), Training, Uploading
+(``<S3OutputPath>/<job>/output/model.tar.gz``, one PUT or one completed multipart upload) —
+and ends Completed, or Failed with the reason. Everything it prints goes to CloudWatch Logs,
+group ``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-1-<epoch seconds>``, as SageMaker's
+containers' output does. ``StopTrainingJob`` sends it SIGTERM: it ends Stopped.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import tarfile
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ferry.sagemaker.algorithms import AlgorithmError, algorithm_for_image, read_channel
+from ferry.sagemaker.store import Store
+
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+KIND = "TrainingJob"
+
+
+class Stopped(BaseException):
+    """SIGTERM from StopTrainingJob; a BaseException, so that no ``except Exception`` in an
+    algorithm's libraries swallows it."""
+
+
+def now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise AlgorithmError(f"ClientError: expected an s3://bucket/prefix URI, got {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+class Job:
+    def __init__(self, store: Store, name: str) -> None:
+        self.store, self.name = store, name
+        self.stream = f"{name}/algo-1-{int(time.time())}"
+
+    def log(self, message: str) -> None:
+        stamp = int(time.time() * 1000)
+        self.store.put_log_events(LOG_GROUP, self.stream, [(stamp, line) for line in message.splitlines() or [""]])
+
+    def status(self, secondary: str, message: str, **fields: Any) -> None:
+        def change(job: dict[str, Any]) -> None:
+            at = now()
+            transitions = job.setdefault("SecondaryStatusTransitions", [])
+            if transitions and "EndTime" not in transitions[-1]:
+                transitions[-1]["EndTime"] = at
+            transitions.append({"Status": secondary, "StartTime": at, "StatusMessage": message})
+            job.update(SecondaryStatus=secondary, LastModifiedTime=at, **fields)
+            if job["TrainingJobStatus"] != "InProgress":
+                transitions[-1]["EndTime"] = at
+        self.store.update(KIND, self.name, change)
+        self.log(f"[{secondary}] {message}")
+
+    def run(self, s3: Any) -> None:
+        job = self.store.get(KIND, self.name)
+        self.status("Starting", "Preparing the instances for training", TrainingStartTime=now())
+        algorithm = algorithm_for_image(job["AlgorithmSpecification"]["TrainingImage"])
+        channels = {c["ChannelName"]: c for c in job.get("InputDataConfig", [])}
+        if "train" not in channels:
+            raise AlgorithmError("ClientError: the training job has no channel named 'train'")
+        channel = channels["train"]
+        source = channel["DataSource"]["S3DataSource"]
+        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+            raise AlgorithmError(f"ClientError: S3DataType={source['S3DataType']} is not supported here (S3Prefix is)")
+        bucket, prefix = split_s3_uri(source["S3Uri"])
+        out_bucket, out_prefix = split_s3_uri(job["OutputDataConfig"]["S3OutputPath"])
+        artifact_key = "/".join(p for p in (out_prefix.rstrip("/"), self.name, "output", "model.tar.gz") if p)
+        with tempfile.TemporaryDirectory(prefix=f"ferry-training-{self.name}-") as scratch:
+            root = Path(scratch)
+            self.status("Downloading", "Downloading input data")
+            files = download_prefix(s3, bucket, prefix, root / "input" / "data" / "train")
+            if not files:
+                raise AlgorithmError(f"ClientError: no objects under the train channel's {source['S3Uri']}")
+            self.log(f"downloaded {len(files)} object(s) from {source['S3Uri']}")
+            self.status("Training", "Training image download completed. Training in progress.")
+            features, labels = read_channel(files, channel.get("ContentType", "application/x-recordio-protobuf"))
+            metrics = algorithm.train(job.get("HyperParameters", {}), features, labels, root / "model", self.log)
+            self.status("Uploading", "Uploading generated training model")
+            archive = root / "model.tar.gz"
+            with tarfile.open(archive, "w:gz") as tar:
+                for path in sorted((root / "model").iterdir()):
+                    tar.add(path, arcname=path.name)
+            s3.upload_file(str(archive), out_bucket, artifact_key)
+        at = now()
+        self.status("Completed", "Training job completed", TrainingJobStatus="Completed", TrainingEndTime=at,
+                    ModelArtifacts={"S3ModelArtifacts": f"s3://{out_bucket}/{artifact_key}"},
+                    FinalMetricDataList=[{"MetricName": k, "Value": v, "Timestamp": at} for k, v in metrics.items()],
+                    TrainingTimeInSeconds=int(at - job["CreationTime"]) or 1,
+                    BillableTimeInSeconds=int(at - job["CreationTime"]) or 1)
+
+
+def download_prefix(s3: Any, bucket: str, prefix: str, directory: Path) -> list[Path]:
+    """Every object under the prefix, under a local name of our choosing (keys never become paths)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if item["Key"].endswith("/"):
+                continue
+            target = directory / f"part-{len(files):05d}"
+            s3.download_file(bucket, item["Key"], str(target))
+            files.append(target)
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    import boto3
+
+    state_db, name = (argv or sys.argv[1:])[:2]
+    job = Job(Store(Path(state_db)), name)
+
+    def stop(signum, frame) -> None:
+        raise Stopped
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        job.run(boto3.client("s3"))
+        return 0
+    except Stopped:
+        job.status("Stopped", "Training job stopped", TrainingJobStatus="Stopped", TrainingEndTime=now())
+    except AlgorithmError as exc:
+        job.status("Failed", str(exc), TrainingJobStatus="Failed", FailureReason=str(exc), TrainingEndTime=now())
+    except Exception as exc:  # the algorithm or S3 broke: say what, keep the trace in the job's log
+        job.log(traceback.format_exc())
+        reason = f"AlgorithmError: {type(exc).__name__}: {exc}"
+        job.status("Failed", reason, TrainingJobStatus="Failed", FailureReason=reason, TrainingEndTime=now())
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""The local SageMaker control plane driven with plain boto3, as a user's code would drive SageMaker:
+training jobs that really run (and fail, and stop), their CloudWatch logs, models, endpoint
+configs and endpoints on the endpoint server, names refused when taken, signatures checked,
+state kept across a restart. No Airflow here."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+
+import boto3
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError
+
+from ferry.sagemaker.recordio import write_numpy_to_dense_tensor
+
+pytestmark = pytest.mark.integration
+
+KMEANS = "438346466558.dkr.ecr.eu-west-1.amazonaws.com/kmeans:1"
+BUCKET = "ferry-digits"  # created by the stack
+ROLE = "arn:aws:iam::000000000000:role/ferry-sagemaker"
+FEATURES = 784
+DIM = str(FEATURES)
+
+
+@pytest.fixture(scope="module")
+def sm(stack):
+    return boto3.client("sagemaker")
+
+
+@pytest.fixture(scope="module")
+def s3(stack):
+    return boto3.client("s3")
+
+
+@pytest.fixture(scope="module")
+def blobs(s3) -> str:
+    """Three well-separated labelled clusters, as RecordIO under a prefix of their own. 784
+    features: today's endpoint server serves 28x28 inputs only."""
+    rng = np.random.default_rng(3)
+    centers = rng.normal(0, 10, (3, FEATURES))
+    labels = np.repeat(np.arange(3), 400)
+    features = (centers[labels] + rng.normal(0, 0.5, (len(labels), FEATURES))).astype(np.float32)
+    prefix = f"cp-test-{uuid.uuid4().hex[:8]}"
+    for part in range(2):  # two objects: the channel is every object under the prefix
+        buffer = io.BytesIO()
+        write_numpy_to_dense_tensor(buffer, features[part::2], labels[part::2].astype(np.float32))
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/train/part-{part}", Body=buffer.getvalue())
+    return prefix
+
+
+def job_request(name: str, prefix: str, hyperparameters: dict[str, str], image: str = KMEANS) -> dict:
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File"},
+        "HyperParameters": hyperparameters,
+        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/{prefix}/train",
+            "S3DataDistributionType": "FullyReplicated"}}}],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/{prefix}/output"},
+        "ResourceConfig": {"InstanceType": "ml.c4.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "RoleArn": ROLE,
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+
+
+def wait_job(sm, name: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = sm.describe_training_job(TrainingJobName=name)
+        if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+            return job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+
+
+def wait_endpoint(sm, name: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        endpoint = sm.describe_endpoint(EndpointName=name)
+        if endpoint["EndpointStatus"] in ("InService", "Failed"):
+            return endpoint
+        assert time.monotonic() < deadline, endpoint
+        time.sleep(0.3)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def trained(sm, blobs) -> dict:
+    name = unique("kmeans")
+    sm.create_training_job(**job_request(name, blobs, {"k": "3", "feature_dim": DIM, "mini_batch_size": "100"}))
+    return wait_job(sm, name)
+
+
+def test_kmeans_job_trains_and_reports_like_sagemaker(sm, s3, trained):
+    job = trained
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert [t["Status"] for t in job["SecondaryStatusTransitions"]] == [
+        "Starting", "Downloading", "Training", "Uploading", "Completed"]
+    assert job["TrainingStartTime"] <= job["TrainingEndTime"]
+    artifact = job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert artifact.endswith(f"/{job['TrainingJobName']}/output/model.tar.gz")
+    bucket, key = artifact[len("s3://"):].split("/", 1)
+    assert s3.head_object(Bucket=bucket, Key=key)["ContentLength"] > 0
+    assert {m["MetricName"] for m in job["FinalMetricDataList"]} == {"train:msd"}
+    listed = sm.list_training_jobs(NameContains=job["TrainingJobName"])["TrainingJobSummaries"]
+    assert [j["TrainingJobStatus"] for j in listed] == ["Completed"]
+
+
+def test_training_log_is_in_cloudwatch_logs(stack, trained):
+    logs = boto3.client("logs")
+    streams = logs.describe_log_streams(logGroupName="/aws/sagemaker/TrainingJobs",
+                                        logStreamNamePrefix=trained["TrainingJobName"] + "/")["logStreams"]
+    assert len(streams) == 1 and streams[0]["logStreamName"].startswith(trained["TrainingJobName"] + "/algo-1-")
+    first = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
+                                logStreamName=streams[0]["logStreamName"], startFromHead=True)
+    messages = [e["message"] for e in first["events"]]
+    assert any(m.startswith(f"k-means: 1200 records of {FEATURES} features, k=3") for m in messages), messages
+    assert any("#train_score" in m for m in messages)
+    again = logs.get_log_events(logGroupName="/aws/sagemaker/TrainingJobs",
+                                logStreamName=streams[0]["logStreamName"], nextToken=first["nextForwardToken"])
+    assert again["events"] == [] and again["nextForwardToken"] == first["nextForwardToken"]
+
+
+@pytest.mark.parametrize(("hyperparameters", "image", "reason"), [
+    ({"feature_dim": DIM}, KMEANS, "Missing required hyperparameters for kmeans: k"),
+    ({"k": "3", "feature_dim": DIM, "algorithm": "svm"}, KMEANS, "Additional hyperparameters are not allowed"),
+    ({"k": "zero", "feature_dim": DIM}, KMEANS,
+     "hyperparameter k='zero' is not valid: expected a positive integer"),
+    ({"k": "3", "feature_dim": "21"}, KMEANS, f"feature_dim=21 but the records have {FEATURES} features"),
+    ({"k": "3", "feature_dim": DIM}, "438346466558.dkr.ecr.eu-west-1.amazonaws.com/xgboost-unknown:1",
+     "is not one this control plane runs"),
+    ({"k": "3", "feature_dim": DIM}, "my-image:latest", "is not a SageMaker algorithm image URI"),
+])
+def test_bad_requests_fail_the_job_with_a_reason(sm, blobs, hyperparameters, image, reason):
+    name = unique("bad")
+    sm.create_training_job(**job_request(name, blobs, hyperparameters, image))
+    job = wait_job(sm, name)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert reason in job["FailureReason"], job["FailureReason"]
+
+
+def test_no_data_under_the_channel_fails_the_job(sm):
+    name = unique("empty")
+    sm.create_training_job(**job_request(name, f"nothing-{uuid.uuid4().hex}", {"k": "3", "feature_dim": DIM}))
+    job = wait_job(sm, name)
+    assert job["TrainingJobStatus"] == "Failed" and "no objects under the train channel" in job["FailureReason"]
+
+
+def test_names_are_unique(sm, blobs, trained):
+    with pytest.raises(ClientError) as taken:
+        sm.create_training_job(**job_request(trained["TrainingJobName"], blobs, {"k": "3", "feature_dim": DIM}))
+    assert taken.value.response["Error"]["Code"] == "ResourceInUse"
+    with pytest.raises(ClientError, match="Requested resource not found"):
+        sm.describe_training_job(TrainingJobName="never-created")
+
+
+def test_stop_training_job(sm, blobs):
+    name = unique("slow")
+    # Many trials of many epochs: long enough to be stopped while training.
+    sm.create_training_job(**job_request(name, blobs, {"k": "3", "feature_dim": DIM, "mini_batch_size": "10",
+                                                       "epochs": "100000", "local_lloyd_num_trials": "1000"}))
+    deadline = time.monotonic() + 60
+    while sm.describe_training_job(TrainingJobName=name)["SecondaryStatus"] != "Training":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    sm.stop_training_job(TrainingJobName=name)
+    job = wait_job(sm, name)
+    assert job["TrainingJobStatus"] == "Stopped", (job["TrainingJobStatus"], job.get("FailureReason"))
+    assert "ModelArtifacts" not in job
+    with pytest.raises(ClientError, match="in status Stopped"):
+        sm.stop_training_job(TrainingJobName=name)
+
+
+def test_only_the_stack_key_pair_gets_in(stack):
+    from ferry.stack.settings import REGION
+
+    url = stack.settings.url("sagemaker")
+    wrong_secret = boto3.client("sagemaker", endpoint_url=url, region_name=REGION,
+                                aws_access_key_id=stack.settings.credentials.aws_access_key_id,
+                                aws_secret_access_key="not-the-secret")
+    with pytest.raises(ClientError) as refused:
+        wrong_secret.list_training_jobs()
+    assert refused.value.response["Error"]["Code"] == "InvalidSignatureException"
+    stranger = boto3.client("sagemaker", endpoint_url=url, region_name=REGION, aws_access_key_id="AKIASTRANGER",
+                            aws_secret_access_key="x")
+    with pytest.raises(ClientError) as unknown:
+        stranger.list_endpoints()
+    assert unknown.value.response["Error"]["Code"] == "UnrecognizedClientException"
+
+
+def test_model_config_endpoint_create_update_invoke_delete(sm, trained):
+    runtime = boto3.client("sagemaker-runtime")
+    artifact = trained["ModelArtifacts"]["S3ModelArtifacts"]
+    names = [unique("m"), unique("m")]
+    for name in names:
+        sm.create_model(ModelName=name, PrimaryContainer={"Image": KMEANS, "ModelDataUrl": artifact},
+                        ExecutionRoleArn=ROLE)
+        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
+            "InstanceType": "ml.t2.medium"}])
+    with pytest.raises(ClientError, match="Cannot create already existing model"):
+        sm.create_model(ModelName=names[0], PrimaryContainer={"Image": KMEANS}, ExecutionRoleArn=ROLE)
+    with pytest.raises(ClientError, match="Cannot create already existing endpoint configuration"):
+        sm.create_endpoint_config(EndpointConfigName=names[0], ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": names[0], "InitialInstanceCount": 1,
+            "InstanceType": "ml.t2.medium"}])
+    endpoint = unique("ep")
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=names[0])
+    assert sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] in ("Creating", "InService")
+    assert wait_endpoint(sm, endpoint)["EndpointStatus"] == "InService"
+    answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Body=",".join(["0"] * FEATURES))
+    assert "closest_cluster" in answer["Body"].read().decode()
+    with pytest.raises(ClientError, match="Cannot create already existing endpoint"):
+        sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=names[0])
+
+    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=names[1])
+    updated = wait_endpoint(sm, endpoint)
+    assert updated["EndpointStatus"] == "InService" and updated["EndpointConfigName"] == names[1]
+    assert endpoint in [e["EndpointName"] for e in sm.list_endpoints(NameContains=endpoint)["Endpoints"]]
+
+    sm.delete_endpoint(EndpointName=endpoint)
+    with pytest.raises(ClientError, match="Could not find endpoint"):
+        sm.describe_endpoint(EndpointName=endpoint)
+    with pytest.raises(ClientError):
+        runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Body=",".join(["0"] * FEATURES))
+
+
+def test_a_model_that_cannot_load_fails_the_endpoint(sm):
+    name = unique("broken")
+    sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
+        "Image": KMEANS, "ModelDataUrl": f"s3://{BUCKET}/no/such/model.tar.gz"})
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.t2.medium"}])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    endpoint = wait_endpoint(sm, name)
+    assert endpoint["EndpointStatus"] == "Failed" and "refused" in endpoint["FailureReason"]
+    with pytest.raises(ClientError, match="Could not find model"):
+        sm.create_endpoint_config(EndpointConfigName=unique("c"), ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": "no-such-model", "InitialInstanceCount": 1,
+            "InstanceType": "ml.t2.medium"}])
+
+
+def test_state_survives_a_restart(stack, sm, trained):
+    service = stack.service("sagemaker")
+    service.stop()
+    stack.up(["sagemaker"], echo=lambda line: None)
+    job = sm.describe_training_job(TrainingJobName=trained["TrainingJobName"])
+    assert job["TrainingJobStatus"] == "Completed"
+    assert job["ModelArtifacts"] == trained["ModelArtifacts"]
