@@ -6,6 +6,7 @@ state kept across a restart. No Airflow here."""
 from __future__ import annotations
 
 import io
+import json
 import time
 import uuid
 
@@ -19,6 +20,7 @@ from ferry.sagemaker.recordio import write_numpy_to_dense_tensor
 pytestmark = pytest.mark.integration
 
 KMEANS = "438346466558.dkr.ecr.eu-west-1.amazonaws.com/kmeans:1"
+KNN = "438346466558.dkr.ecr.eu-west-1.amazonaws.com/knn:1"
 BUCKET = "ferry-digits"  # created by the stack
 ROLE = "arn:aws:iam::000000000000:role/ferry-sagemaker"
 FEATURES = 784
@@ -49,6 +51,11 @@ def blobs(s3) -> str:
         write_numpy_to_dense_tensor(buffer, features[part::2], labels[part::2].astype(np.float32))
         s3.put_object(Bucket=BUCKET, Key=f"{prefix}/train/part-{part}", Body=buffer.getvalue())
     return prefix
+
+
+@pytest.fixture(scope="module")
+def blob_centers() -> np.ndarray:
+    return np.random.default_rng(3).normal(0, 10, (3, FEATURES))
 
 
 def job_request(name: str, prefix: str, hyperparameters: dict[str, str], image: str = KMEANS) -> dict:
@@ -133,6 +140,10 @@ def test_training_log_is_in_cloudwatch_logs(stack, trained):
     ({"k": "zero", "feature_dim": DIM}, KMEANS,
      "hyperparameter k='zero' is not valid: expected a positive integer"),
     ({"k": "3", "feature_dim": "21"}, KMEANS, f"feature_dim=21 but the records have {FEATURES} features"),
+    ({"k": "3", "feature_dim": DIM, "sample_size": "100"}, KNN, "Missing required hyperparameters for knn: "
+     "predictor_type"),
+    ({"k": "3", "feature_dim": DIM, "sample_size": "100", "predictor_type": "guess"}, KNN,
+     "predictor_type='guess' is not valid: expected classifier or regressor"),
     ({"k": "3", "feature_dim": DIM}, "438346466558.dkr.ecr.eu-west-1.amazonaws.com/xgboost-unknown:1",
      "is not one this control plane runs"),
     ({"k": "3", "feature_dim": DIM}, "my-image:latest", "is not a SageMaker algorithm image URI"),
@@ -229,6 +240,25 @@ def test_model_config_endpoint_create_update_invoke_delete(sm, trained):
         sm.describe_endpoint(EndpointName=endpoint)
     with pytest.raises(ClientError):
         runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Body=",".join(["0"] * FEATURES))
+
+
+def test_knn_trains_deploys_and_classifies(sm, blobs, blob_centers):
+    name = unique("knn")
+    sm.create_training_job(**job_request(name, blobs, {"k": "5", "feature_dim": DIM, "sample_size": "300",
+                                                       "predictor_type": "classifier"}, KNN))
+    job = wait_job(sm, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
+        "Image": KNN, "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"]})
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.t2.medium"}])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    assert wait_endpoint(sm, name)["EndpointStatus"] == "InService"
+    body = "\n".join(",".join(f"{v:.4f}" for v in center + 0.3) for center in blob_centers)
+    answer = boto3.client("sagemaker-runtime").invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=body)
+    predictions = json.loads(answer["Body"].read())["predictions"]
+    assert [p["predicted_label"] for p in predictions] == [0.0, 1.0, 2.0]
+    sm.delete_endpoint(EndpointName=name)
 
 
 def test_a_model_that_cannot_load_fails_the_endpoint(sm):

@@ -129,15 +129,18 @@ def pack_artifact(model: DigitModel, archive: Path) -> None:
                 tar.add(path, arcname=path.name)
 
 
-def load_model_artifact(client: Any, model_data_url: str) -> DigitModel:
-    """Fetch and unpack a ``model.tar.gz`` (plain arrays and JSON: no code runs on load)."""
+def load_model_artifact(client: Any, model_data_url: str) -> Any:
+    """Fetch and unpack a ``model.tar.gz`` (plain arrays and JSON: no code runs on load): a
+    built-in algorithm's model (ferry.sagemaker.inference) or a DigitModel."""
+    from ferry.sagemaker.inference import load_builtin_model
+
     bucket, key = split_s3_uri(model_data_url)
     with tempfile.TemporaryDirectory(prefix="ferry-model-") as scratch:
         archive = Path(scratch) / ARTIFACT_NAME
         client.download_file(bucket, key, str(archive))
         with tarfile.open(archive) as tar:
             tar.extractall(scratch, filter="data")
-        return DigitModel.load(Path(scratch))
+        return load_builtin_model(Path(scratch)) or DigitModel.load(Path(scratch))
 
 
 def accuracy(model: DigitModel, images: np.ndarray, labels: np.ndarray) -> float:

@@ -1,0 +1,46 @@
+"""The built-in k-NN model's answers against scikit-learn's KNeighbors estimators (no servers)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+
+from ferry.sagemaker.algorithms import AlgorithmError, train_knn
+from ferry.sagemaker.inference import load_builtin_model
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(5)
+    features = rng.normal(0, 1, (600, 12)).astype(np.float32)
+    labels = (features[:, 0] + features[:, 1] > 0).astype(np.float32) + (features[:, 2] > 1)
+    return features, labels
+
+
+@pytest.mark.parametrize("predictor_type", ["classifier", "regressor"])
+def test_knn_answers_as_scikit_learn_does(tmp_path, data, predictor_type):
+    features, labels = data
+    train_knn({"k": "7", "feature_dim": "12", "sample_size": "600", "predictor_type": predictor_type},
+              features, labels, tmp_path, log=lambda line: None)
+    model = load_builtin_model(tmp_path)
+    queries = np.random.default_rng(6).normal(0, 1, (200, 12)).astype(np.float32)
+    ours = np.array([p["predicted_label"] for p in model.predict(queries)])
+    reference = (KNeighborsClassifier if predictor_type == "classifier" else KNeighborsRegressor)(7).fit(
+        features, labels).predict(queries)
+    # Votes tied between classes may resolve differently; there are few of them.
+    agree = np.isclose(ours, reference, atol=1e-5).mean()
+    assert agree >= (0.97 if predictor_type == "classifier" else 0.999), agree
+
+
+def test_knn_refuses_what_aws_refuses(tmp_path, data):
+    features, labels = data
+    with pytest.raises(AlgorithmError, match="Additional hyperparameters are not allowed"):
+        train_knn({"k": "3", "feature_dim": "12", "sample_size": "10", "predictor_type": "classifier", "c": "5"},
+                  features, labels, tmp_path, log=print)
+    with pytest.raises(AlgorithmError, match="needs a label"):
+        train_knn({"k": "3", "feature_dim": "12", "sample_size": "10", "predictor_type": "classifier"},
+                  features, None, tmp_path, log=print)
+    with pytest.raises(AlgorithmError, match="dimension_reduction_target must be set"):
+        train_knn({"k": "3", "feature_dim": "12", "sample_size": "10", "predictor_type": "classifier",
+                   "dimension_reduction_type": "sign"}, features, labels, tmp_path, log=print)
