@@ -50,3 +50,16 @@ def deploy(endpoint_url: str, name: str, model_data_url: str) -> dict:
     from ferry.digits.endpoint import deploy_model
 
     return deploy_model(endpoint_url, name, model_data_url, timeout=60)
+
+
+def undeploy(endpoint_url: str, name: str) -> None:
+    """DELETE an endpoint on the endpoint server, signed with the stack's key pair."""
+    import urllib.request
+
+    import boto3
+
+    from ferry.sagemaker.sigv4 import signed_request
+
+    request = signed_request("DELETE", f"{endpoint_url}/endpoints/{name}", None,
+                             credentials=boto3.Session().get_credentials(), region="eu-west-1")
+    urllib.request.urlopen(request, timeout=10).close()

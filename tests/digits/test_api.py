@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 from PIL import Image
 
-from .conftest import deploy, photo_of, upload_model
+from .conftest import deploy, photo_of, undeploy, upload_model
 from .test_preprocess import blank_jpeg, png_bomb
 
 pytestmark = pytest.mark.integration
@@ -112,8 +112,7 @@ def test_a_dead_endpoint_gets_a_json_503_and_the_api_recovers(stack, api_url, sp
 
 def test_an_endpoint_that_does_not_exist_is_a_503(stack, api_url, splits):
     _, _, (test_x, _) = splits
-    request = urllib.request.Request(f"{stack.settings.url('endpoint')}/endpoints/mnistclassifier", method="DELETE")
-    urllib.request.urlopen(request, timeout=10).close()
+    undeploy(stack.settings.url("endpoint"), "mnistclassifier")
     try:
         status, answer = post(api_url, photo_of(test_x[2]), "image/jpeg")
         assert status == 503 and "mnistclassifier" in answer["error"]

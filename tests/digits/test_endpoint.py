@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import urllib.error
 import urllib.request
@@ -192,3 +193,32 @@ def test_an_endpoint_that_cannot_be_restored_is_kept_and_retried(stack, runtime,
     service.stop()
     service.start()
     assert "predicted_label" in invoke(runtime, "fragile", recordio(test_x[:1]))["predictions"][0]
+
+
+def test_only_the_stack_credentials_can_deploy(runtime, endpoint_url, artifacts, splits):
+    """A model is code's next of kin: nobody without the stack's key pair may put one here."""
+    from botocore.credentials import Credentials
+
+    from ferry.digits.endpoint import deploy_model
+
+    _, _, (test_x, _) = splits
+    deploy(endpoint_url, "guarded", artifacts["svm"])
+    body = json.dumps({"ModelDataUrl": artifacts["kmeans"]}).encode()
+    attempts = {
+        "unsigned": lambda: urllib.request.urlopen(urllib.request.Request(
+            f"{endpoint_url}/endpoints/guarded", data=body, method="PUT",
+            headers={"Content-Type": "application/json"}), timeout=10),
+        "wrong secret": lambda: deploy_model(endpoint_url, "guarded", artifacts["kmeans"], credentials=Credentials(
+            os.environ["AWS_ACCESS_KEY_ID"], "not-the-secret"), timeout=10),
+        "unknown key": lambda: deploy_model(endpoint_url, "guarded", artifacts["kmeans"],
+                                            credentials=Credentials("AKIASTRANGER", "x"), timeout=10),
+        "unsigned delete": lambda: urllib.request.urlopen(urllib.request.Request(
+            f"{endpoint_url}/endpoints/guarded", method="DELETE"), timeout=10),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            attempt()
+        assert refused.value.code == 403, what
+        assert "needs the stack's credentials" in json.loads(refused.value.read())["message"], what
+    # Still the model the stack deployed.
+    assert "predicted_label" in invoke(runtime, "guarded", recordio(test_x[:1]))["predictions"][0]

@@ -10,10 +10,12 @@ or ``endpoint_url``), exactly as it reaches SageMaker:
   as SageMaker's do (``x-amzn-ErrorType`` + JSON ``message``), so botocore raises the same
   ``ClientError`` codes (``ValidationError``, ``ModelError``).
 - ``GET /ping`` and ``POST /invocations``: the model container's contract, for one endpoint.
-- ``PUT /endpoints/{name}`` with ``{"ModelDataUrl": "s3://…/model.tar.gz"}``: the deploy step
-  (ferry's own; on AWS, SageMakerEndpointOperator does it). The new model is loaded beside the
-  old one and swapped in by one assignment, so a redeploy fails no request. Endpoints are
-  recorded in a registry file and come back when the server restarts.
+- ``PUT /endpoints/{name}`` with ``{"ModelDataUrl": "s3://…/model.tar.gz"}``: the deploy step,
+  which the control plane makes for CreateEndpoint/UpdateEndpoint. It and ``DELETE`` must be
+  signed (SigV4) with the stack's key pair, like every control-plane call: nobody else on the
+  machine can put a model here. The new model is loaded beside the old one and swapped in by
+  one assignment, so a redeploy fails no request. Endpoints are recorded in a registry file and
+  come back when the server restarts.
 
 Why uvicorn and a bare ASGI callable rather than a web framework: the latency target is a few
 milliseconds at 16 concurrent clients on two cores, and a framework's routing and validation
@@ -141,8 +143,10 @@ class Registry:
 class EndpointServer:
     """The ASGI application (see the module docstring)."""
 
-    def __init__(self, registry: Registry, s3_client_factory=None) -> None:
+    def __init__(self, registry: Registry, s3_client_factory=None, *, deployer: tuple[str, str] | None = None) -> None:
         self.registry = registry
+        #: (access key id, secret) that deploy requests must be signed with; None: not checked.
+        self.deployer = deployer
         self.models: dict[str, Batcher] = {}
         self.descriptions: dict[str, dict[str, Any]] = {}
         self._s3_client_factory = s3_client_factory or _default_s3_client
@@ -237,8 +241,14 @@ class EndpointServer:
             return 200, {"Endpoints": list(self.descriptions.values())}, []
         if match := ENDPOINT_PATH.match(path):
             name = match.group(1)
+            if method in ("PUT", "DELETE"):
+                body = await read_body(receive, dict(scope["headers"]))
+                self._check_signature(scope, body)
             if method == "PUT":
-                request = await read_json(receive, dict(scope["headers"]))
+                try:
+                    request = json.loads(body or b"null")
+                except ValueError as exc:
+                    raise RequestError(400, "ValidationError", f"the body is not JSON: {exc}") from exc
                 url = request.get("ModelDataUrl") if isinstance(request, dict) else None
                 if not isinstance(url, str) or not url.startswith("s3://"):
                     raise RequestError(400, "ValidationError", 'send {"ModelDataUrl": "s3://bucket/key/model.tar.gz"}')
@@ -254,6 +264,18 @@ class EndpointServer:
                 await self.delete(name)
                 return 200, {"EndpointName": name, "EndpointStatus": "Deleted"}, []
         raise RequestError(404, "UnknownOperationException", f"no route for {method} {path}")
+
+    def _check_signature(self, scope, body: bytes) -> None:
+        if self.deployer is None:
+            return
+        from ferry.sagemaker.sigv4 import SignatureError, verify
+
+        headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope["headers"]}
+        try:
+            verify(scope["method"], scope["path"], scope.get("query_string", b"").decode("latin1"), headers, body,
+                   access_key_id=self.deployer[0], secret_access_key=self.deployer[1])
+        except SignatureError as exc:
+            raise RequestError(403, exc.code, f"deploying needs the stack's credentials: {exc.message}") from None
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -289,17 +311,25 @@ async def read_json(receive, headers: dict[bytes, bytes]) -> Any:
         raise RequestError(400, "ValidationError", f"the body is not JSON: {exc}") from exc
 
 
-def deploy_model(runtime_url: str, name: str, model_data_url: str, *, timeout: float = 120) -> dict[str, Any]:
-    """Ask the endpoint server at ``runtime_url`` to serve ``model_data_url`` as ``name``.
+def deploy_model(runtime_url: str, name: str, model_data_url: str, *, credentials: Any = None,
+                 region: str = "eu-west-1", timeout: float = 120) -> dict[str, Any]:
+    """Ask the endpoint server at ``runtime_url`` to serve ``model_data_url`` as ``name``, signed
+    with ``credentials`` (botocore Credentials; default: boto3's usual chain).
 
     Returns the endpoint's description once the model is live; raises ``urllib.error.HTTPError``
     with the server's JSON message if it refuses, ``OSError`` if it does not answer.
     """
     import urllib.request
 
-    request = urllib.request.Request(
-        f"{runtime_url.rstrip('/')}/endpoints/{name}", method="PUT",
-        data=json.dumps({"ModelDataUrl": model_data_url}).encode(), headers={"Content-Type": "application/json"})
+    from ferry.sagemaker.sigv4 import signed_request
+
+    if credentials is None:
+        import boto3
+
+        credentials = boto3.Session().get_credentials()
+    request = signed_request("PUT", f"{runtime_url.rstrip('/')}/endpoints/{name}",
+                             json.dumps({"ModelDataUrl": model_data_url}).encode(), credentials=credentials,
+                             region=region)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
@@ -317,9 +347,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18090)
     parser.add_argument("--registry", type=Path, required=True, help="JSON file recording the deployed endpoints")
+    parser.add_argument("--credentials", type=Path, required=True,
+                        help="JSON with aws_access_key_id and aws_secret_access_key: who may deploy")
     args = parser.parse_args(argv)
+    creds = json.loads(args.credentials.read_text())
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = EndpointServer(Registry(args.registry))
+    app = EndpointServer(Registry(args.registry),
+                         deployer=(creds["aws_access_key_id"], creds["aws_secret_access_key"]))
     uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools", lifespan="on",
                 access_log=False, log_level="warning")
 

@@ -75,8 +75,13 @@ class LocalEndpointOperator(BaseOperator):
         name = self.config["Endpoint"]["EndpointName"]
         model_data = model_data_url(self.config)
         runtime_url = self.runtime_url()
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        hook = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="sagemaker-runtime")
+        credentials = hook.get_session().get_credentials()
         try:
-            endpoint = deploy_model(runtime_url, name, model_data, timeout=self.timeout)
+            endpoint = deploy_model(runtime_url, name, model_data, credentials=credentials,
+                                    region=hook.conn_region_name or "eu-west-1", timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             raise AirflowException(f"deploying {model_data} to {name}: {exc.code} {exc.read().decode()}") from exc
         except OSError as exc:

@@ -353,9 +353,14 @@ class ControlPlane:
         import urllib.error
         import urllib.request
 
-        request = urllib.request.Request(f"{self.runtime_url}/endpoints/{name}", method=method,
-                                         data=json.dumps(payload).encode() if payload is not None else None,
-                                         headers={"Content-Type": "application/json"})
+        from botocore.credentials import Credentials
+
+        from ferry.sagemaker.sigv4 import signed_request
+
+        request = signed_request(method, f"{self.runtime_url}/endpoints/{name}",
+                                 json.dumps(payload).encode() if payload is not None else None,
+                                 credentials=Credentials(self.access_key_id, self.secret_access_key),
+                                 region=self.region)
         try:
             with urllib.request.urlopen(request, timeout=300) as response:
                 response.read()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import urllib.request
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 MAX_SKEW = timedelta(minutes=15)
@@ -40,6 +42,17 @@ def _canonical_query(query: str) -> str:
         name, _, value = part.partition("=")
         pairs.append((quote(name, safe="-_.~%"), quote(value, safe="-_.~%")))
     return "&".join(f"{n}={v}" for n, v in sorted(pairs))
+
+
+def signed_request(method: str, url: str, body: bytes | None, *, credentials: Any, region: str,
+                   service: str = "sagemaker") -> urllib.request.Request:
+    """A urllib request signed with SigV4 by botocore (``credentials``: botocore Credentials)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    aws = AWSRequest(method=method, url=url, data=body or b"", headers={"Content-Type": "application/json"})
+    SigV4Auth(credentials, service, region).add_auth(aws)
+    return urllib.request.Request(url, data=body, method=method, headers=dict(aws.headers.items()))
 
 
 def verify(method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, *,

@@ -52,6 +52,8 @@ class EndpointService(_ProcessService):
                 str(self.port),
                 "--registry",
                 str(self.registry),
+                "--credentials",
+                str(self.settings.home / "credentials.json"),
             ],
             pid_file=self.pid_file,
             log_file=self.log_file,
