@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -437,8 +438,6 @@ def _alive(pid: Any) -> bool:
 
 
 def _signal(pid: Any) -> None:
-    import signal
-
     if _alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
@@ -458,6 +457,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     creds = json.loads(args.credentials.read_text())
+    # Job workers are never waited for (their state is in the store): let the kernel reap them
+    # instead of leaving a zombie per finished job.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     app = ControlPlane(Store(args.state), access_key_id=creds["aws_access_key_id"],
                        secret_access_key=creds["aws_secret_access_key"], runtime_url=args.runtime_url,
                        region=args.region, worker_env=dict(os.environ))
