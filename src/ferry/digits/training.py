@@ -21,22 +21,15 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 
 from ferry.digits.model import DigitModel, fit
-from ferry.sagemaker.recordio import iter_records
+from ferry.sagemaker.algorithms import read_channel
+from ferry.sagemaker.worker import download_prefix, split_s3_uri
 
 TRAIN_CHANNEL = "train"
 ARTIFACT_NAME = "model.tar.gz"
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise ValueError(f"expected an s3://bucket/key URI, got {uri!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
 
 
 def check_hyperparameters(hyperparameters: dict[str, Any]) -> dict[str, str]:
@@ -59,32 +52,10 @@ def train_channel_uri(config: dict[str, Any]) -> str:
 def download_channel(client: Any, uri: str, directory: Path) -> list[Path]:
     """Every object under the prefix, into ``directory`` (SageMaker's File input mode)."""
     bucket, prefix = split_s3_uri(uri)
-    files = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            if item["Key"].endswith("/"):
-                continue
-            target = directory / f"{len(files):05d}-{Path(item['Key']).name}"
-            client.download_file(bucket, item["Key"], str(target))
-            files.append(target)
+    files = download_prefix(client, bucket, prefix, directory)
     if not files:
         raise FileNotFoundError(f"the train channel {uri} holds no objects")
     return files
-
-
-def read_training_data(files: list[Path]) -> tuple[np.ndarray, np.ndarray | None]:
-    rows, labels = [], []
-    for path in files:
-        with path.open("rb") as f:
-            for record in iter_records(f):
-                rows.append(record.features["values"])
-                if "values" in record.label:
-                    labels.append(record.label["values"][0])
-    if not rows:
-        raise ValueError("the train channel holds no records")
-    if labels and len(labels) != len(rows):
-        raise ValueError(f"{len(rows)} records but only {len(labels)} labels")
-    return np.vstack(rows).astype(np.float32), (np.asarray(labels) if labels else None)
 
 
 def run_training_job(client: Any, config: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +69,8 @@ def run_training_job(client: Any, config: dict[str, Any]) -> dict[str, Any]:
         root = Path(scratch)
         channel_dir = root / "input" / "data" / TRAIN_CHANNEL
         channel_dir.mkdir(parents=True)
-        images, labels = read_training_data(download_channel(client, train_channel_uri(config), channel_dir))
+        files = download_channel(client, train_channel_uri(config), channel_dir)
+        images, labels = read_channel(files, "application/x-recordio-protobuf")
         model = fit(images, labels, hyperparameters)
         if labels is not None:
             model.metadata["train_accuracy"] = accuracy(model, images, labels)
