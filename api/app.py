@@ -5,6 +5,8 @@
 is turned into an MNIST vector (chalicelib/preprocess.py) and sent to the SageMaker endpoint as
 RecordIO-protobuf through boto3's ``sagemaker-runtime`` client, exactly as the seed does: the
 local endpoint server or SageMaker itself, chosen only by ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``.
+A supervised model answers the digit (``predicted_label``); a k-means model answers a cluster,
+which the map the DAG stored beside the model turns into a digit (chalicelib/cluster_map.py).
 
 Every failure answers JSON with ``error``: 4xx for a bad picture, 503 when the endpoint cannot
 answer. chalicelib's modules are links to ferry's own (one source), copied by ``chalice deploy``.
@@ -22,6 +24,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from chalice import Chalice, Response
+from chalicelib.cluster_map import EndpointClusterMaps, digit_of
 from chalicelib.preprocess import ImageRejected, mnist_vector
 from chalicelib.recordio import write_numpy_to_dense_tensor
 
@@ -40,6 +43,18 @@ runtime = boto3.session.Session().client(
     config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2, read_timeout=10,
                   max_pool_connections=32),
 )
+#: Only k-means answers need these (its cluster → digit map); created on first use.
+_cluster_maps: EndpointClusterMaps | None = None
+
+
+def cluster_maps() -> EndpointClusterMaps:
+    global _cluster_maps
+    if _cluster_maps is None:
+        session = boto3.session.Session()
+        config = Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=10)
+        _cluster_maps = EndpointClusterMaps(session.client("sagemaker", config=config),
+                                            session.client("s3", config=config))
+    return _cluster_maps
 
 
 def error(status: int, message: str) -> Response:
@@ -74,5 +89,11 @@ def predict() -> Response:
         app.log.warning("endpoint %s did not answer: %s", ENDPOINT_NAME, exc)
         return error(503, f"the model endpoint {ENDPOINT_NAME!r} is not available; try again later")
     prediction = result["predictions"][0]
-    return Response({"digit": prediction["digit"], "predictions": result["predictions"]}, status_code=200,
+    try:
+        digit = digit_of(prediction, cluster_maps().get(ENDPOINT_NAME) if "closest_cluster" in prediction else None)
+    except (ClientError, BotoCoreError, KeyError, ValueError, TypeError) as exc:
+        app.log.warning("no digit for %s's answer %s: %s", ENDPOINT_NAME, prediction, exc)
+        return error(503, f"the model endpoint {ENDPOINT_NAME!r} answers clusters, and their map to digits "
+                     "is not available; try again later")
+    return Response({"digit": digit, "predictions": result["predictions"]}, status_code=200,
                     headers={"Content-Type": "application/json"})

@@ -12,20 +12,16 @@ import urllib.request
 import pytest
 from PIL import Image
 
-from .conftest import deploy, photo_of, undeploy, upload_model
+from .conftest import deploy_script_model, photo_of, undeploy
 from .test_preprocess import blank_jpeg, png_bomb
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def api_url(stack, svm_model, tmp_path_factory):
-    """The API with the supervised model live on the endpoint it calls (mnistclassifier)."""
-    import boto3
-
-    url = upload_model(boto3.client("s3"), svm_model, "ferry-digits", "tests/api/model.tar.gz",
-                       tmp_path_factory.mktemp("api"))
-    deploy(stack.settings.url("endpoint"), "mnistclassifier", url)
+def api_url(stack, svm_artifact):
+    """The API with ferry's classifier live on the endpoint it calls (mnistclassifier)."""
+    deploy_script_model(stack.settings.url("endpoint"), "mnistclassifier", svm_artifact)
     return stack.settings.url("api")
 
 
@@ -45,7 +41,7 @@ def test_pictures_of_test_digits_get_their_digit(api_url, splits):
         fmt = "JPEG" if index % 2 else "PNG"
         status, answer = post(api_url, photo_of(test_x[index], fmt=fmt), f"image/{fmt.lower()}")
         assert status == 200, answer
-        assert answer["digit"] == answer["predictions"][0]["digit"]
+        assert answer["digit"] == answer["predictions"][0]["predicted_label"]
         right += answer["digit"] == test_y[index]
     assert right >= 36
 
@@ -110,14 +106,14 @@ def test_a_dead_endpoint_gets_a_json_503_and_the_api_recovers(stack, api_url, sp
     assert post(api_url, picture, "image/jpeg")[0] == 200
 
 
-def test_an_endpoint_that_does_not_exist_is_a_503(stack, api_url, splits):
+def test_an_endpoint_that_does_not_exist_is_a_503(stack, api_url, splits, svm_artifact):
     _, _, (test_x, _) = splits
     undeploy(stack.settings.url("endpoint"), "mnistclassifier")
     try:
         status, answer = post(api_url, photo_of(test_x[2]), "image/jpeg")
         assert status == 503 and "mnistclassifier" in answer["error"]
     finally:
-        deploy(stack.settings.url("endpoint"), "mnistclassifier", "s3://ferry-digits/tests/api/model.tar.gz")
+        deploy_script_model(stack.settings.url("endpoint"), "mnistclassifier", svm_artifact)
 
 
 def test_get_serves_the_drawing_page(api_url):
@@ -137,3 +133,42 @@ def test_digits_are_independent_of_picture_size(api_url, splits):
     _, _, (test_x, test_y) = splits
     answers = {post(api_url, photo_of(test_x[0], size=size), "image/jpeg")[1]["digit"] for size in (56, 300, 1500)}
     assert answers == {int(test_y[0])}
+
+
+def test_a_kmeans_endpoint_answers_digits_through_the_map_beside_its_model(stack, api_url, splits, svm_artifact,
+                                                                             kmeans_model_dir):
+    """The seed's model answers clusters; the API finds the cluster → digit map beside the model
+    the endpoint serves (through the control plane, as on AWS) and answers a digit."""
+    import boto3
+
+    from ferry.digits import cluster_map
+    from ferry.sagemaker.inference import load_builtin_model
+
+    from .conftest import KMEANS_IMAGE, upload_model_dir
+
+    (images, labels), _, (test_x, _) = splits
+    s3, sagemaker = boto3.client("s3"), boto3.client("sagemaker")
+    artifact = upload_model_dir(s3, kmeans_model_dir, "ferry-digits", "tests/api-kmeans/output/model.tar.gz")
+    model = load_builtin_model(kmeans_model_dir)
+    cluster_digits = cluster_map.learn([p["closest_cluster"] for p in model.predict(images)], labels)
+    try:
+        for name in ("api-kmeans-nomap", "api-kmeans"):
+            sagemaker.create_model(ModelName=name, ExecutionRoleArn="arn:aws:iam::000000000000:role/x",
+                                   PrimaryContainer={"Image": KMEANS_IMAGE, "ModelDataUrl": artifact})
+            sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+                "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large"}])
+        sagemaker.create_endpoint(EndpointName="mnistclassifier", EndpointConfigName="api-kmeans-nomap")
+        sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="mnistclassifier",
+                                                         WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        status, answer = post(api_url, photo_of(test_x[0]), "image/jpeg")
+        assert status == 503 and "map to digits" in answer["error"]  # no map stored yet
+        cluster_map.save(s3, artifact, cluster_digits)  # a failed look-up is not cached: the next request finds it
+        status, answer = post(api_url, photo_of(test_x[0]), "image/jpeg")
+        expected = cluster_digits[str(int(model.predict(test_x[:1])[0]["closest_cluster"]))]
+        assert status == 200 and answer["digit"] == expected, answer
+        assert "closest_cluster" in answer["predictions"][0]
+    finally:
+        sagemaker.delete_endpoint(EndpointName="mnistclassifier")
+        deploy_script_model(stack.settings.url("endpoint"), "mnistclassifier", svm_artifact)
+

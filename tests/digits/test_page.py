@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from .conftest import deploy, upload_model
+from .conftest import deploy_script_model
 
 pytestmark = pytest.mark.integration
 
@@ -37,12 +37,8 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def page_url(stack, svm_model, tmp_path_factory):
-    import boto3
-
-    url = upload_model(boto3.client("s3"), svm_model, "ferry-digits", "tests/page/model.tar.gz",
-                       tmp_path_factory.mktemp("page"))
-    deploy(stack.settings.url("endpoint"), "mnistclassifier", url)
+def page_url(stack, svm_artifact):
+    deploy_script_model(stack.settings.url("endpoint"), "mnistclassifier", svm_artifact)
     return stack.settings.url("api") + "/"
 
 

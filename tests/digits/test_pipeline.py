@@ -1,6 +1,7 @@
-"""Both backends' DAGs end to end under real Airflow (`airflow dags test`) on the test stack:
-the local one trains and serves here; the SageMaker one drives ferry's SageMaker control plane,
-which runs the built-in k-means job and deploys its model on the endpoint server."""
+"""The digits DAG end to end under real Airflow (`airflow dags test`) on the test stack, once per
+model: the amazon provider's SageMaker operators drive ferry's control plane, which really
+trains (built-in k-means and k-NN, ferry's classifier in script mode) and deploys on the
+endpoint server; the DAG then measures the live endpoint on the held-out split."""
 
 from __future__ import annotations
 
@@ -31,55 +32,66 @@ def airflow(*args: str) -> str:
     return output
 
 
-def test_local_backend_trains_deploys_and_serves(airflow_db, stack, splits):
+#: What each model's training log says (shown in the task log through print_log), and its accuracy range.
+EXPECTED = {
+    "sklearn": ("training on 4000 digits", 0.97, 1.0),
+    "knn": ("k-NN: index of 4000 of 4000 records", 0.85, 1.0),
+    "kmeans": ("k-means: 4000 records of 784 features, k=10", 0.45, 0.75),
+}
+
+
+@pytest.mark.parametrize("model", ["sklearn", "kmeans", "knn"])
+def test_the_dag_trains_deploys_and_measures_each_model(airflow_db, stack, splits, model):
     import boto3
 
+    from ferry.digits.configs import hyperparameters, image_uri
     from ferry.sagemaker.recordio import read_records
 
-    output = airflow("dags", "test", "digits_classifier", "--conf", json.dumps({"algorithm": "svm"}))
-    s3 = boto3.client("s3")
-    # The RecordIO train set holds exactly the pickle's train split, labels included.
-    records = read_records(io.BytesIO(s3.get_object(Bucket=BUCKET, Key="mnist_data")["Body"].read()))
-    (train_x, train_y), _, _ = splits
-    assert len(records) == len(train_x)
-    assert np.array_equal(records[17].features["values"], train_x[17])
-    assert records[17].label["values"][0] == train_y[17]
-    # The artifact sits where SageMaker puts it, and holds plain arrays.
-    jobs = s3.list_objects_v2(Bucket=BUCKET, Prefix="mnistclassifier-output/")["Contents"]
-    artifact = max(jobs, key=lambda o: o["LastModified"])["Key"]
-    assert artifact.endswith("/output/model.tar.gz")
-    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=BUCKET, Key=artifact)["Body"].read())) as tar:
-        assert sorted(tar.getnames()) == ["metadata.json", "model.npz"]
-    # The endpoint serves it, and the DAG measured it on the held-out split.
-    measured = re.search(r"'accuracy': ([0-9.]+)", output)
-    assert measured and float(measured.group(1)) >= 0.97, output[-3000:]
-    runtime = boto3.client("sagemaker-runtime")
-    answer = runtime.invoke_endpoint(EndpointName="mnistclassifier", ContentType="text/csv",
-                                     Body=",".join(map(str, splits[2][0][0])).encode())
-    assert json.loads(answer["Body"].read())["predictions"][0]["digit"] == splits[2][1][0]
-
-
-def test_sagemaker_backend_runs_against_the_control_plane(airflow_db, stack):
-    import boto3
-
-    output = airflow("dags", "test", "digits_classifier_sagemaker")
-    sagemaker = boto3.client("sagemaker")
+    output = airflow("dags", "test", "digits_classifier", "--conf", json.dumps({"model": model}))
+    s3, sagemaker = boto3.client("s3"), boto3.client("sagemaker")
     endpoint = sagemaker.describe_endpoint(EndpointName="mnistclassifier")
     config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     model_name = config["ProductionVariants"][0]["ModelName"]
-    # The seed's bug, fixed: the endpoint config serves the model that was created.
-    model = sagemaker.describe_model(ModelName=model_name)
-    assert model_name.startswith("mnistclassifier-")
+    # The seed's bug, fixed: the endpoint config serves the model that was created, named after its job.
+    created = sagemaker.describe_model(ModelName=model_name)
     job = sagemaker.describe_training_job(TrainingJobName=model_name)
-    assert job["HyperParameters"] == {"k": "10", "feature_dim": "784"}
-    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/mnist_data"
-    assert model["PrimaryContainer"]["ModelDataUrl"] == job["ModelArtifacts"]["S3ModelArtifacts"]
-    # It really trained, the task log showed the job's CloudWatch log, and the model is live.
+    assert model_name.startswith(f"mnistclassifier-{model}-")
     assert job["TrainingJobStatus"] == "Completed" and endpoint["EndpointStatus"] == "InService"
-    assert "k-means: 4000 records of 784 features, k=10" in output
+    assert job["AlgorithmSpecification"]["TrainingImage"] == image_uri(model, "eu-west-1")
+    assert job["HyperParameters"] == hyperparameters(model, f"s3://{BUCKET}/code/sourcedir.tar.gz")
+    assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/mnist_data"
+    artifact = job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert created["PrimaryContainer"]["ModelDataUrl"] == artifact and artifact.endswith("/output/model.tar.gz")
+    # It really trained, and the task log showed the job's CloudWatch log.
+    log_line, low, high = EXPECTED[model]
+    assert log_line in output, output[-3000:]
+    measured = re.search(r"'accuracy': ([0-9.]+)", output)
+    assert measured and low <= float(measured.group(1)) <= high, output[-3000:]
+    bucket, key = artifact.removeprefix("s3://").split("/", 1)
+    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
+        members = sorted(tar.getnames())
+    (train_x, train_y), _, (test_x, _) = splits
+    if model == "sklearn":
+        # Script mode: the model carries its code, and serves from it.
+        assert {"model.npz", "metadata.json", "code/classifier.py", "code/sagemaker_recordio.py"} <= set(members)
+        assert created["PrimaryContainer"]["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+        assert job["FinalMetricDataList"][0]["MetricName"] == "train:accuracy"
+        # The RecordIO train set holds exactly the pickle's train split, labels included.
+        records = read_records(io.BytesIO(s3.get_object(Bucket=BUCKET, Key="mnist_data")["Body"].read()))
+        assert len(records) == len(train_x)
+        assert np.array_equal(records[17].features["values"], train_x[17])
+        assert records[17].label["values"][0] == train_y[17]
+    else:
+        assert members == ["metadata.json", "model.npz"]  # plain arrays, as the built-in algorithms leave
+    if model == "kmeans":
+        # The cluster → digit map beside the model, learned from the labelled training digits.
+        cluster_digits = json.loads(s3.get_object(Bucket=bucket, Key=key.replace("model.tar.gz",
+                                                                                   "cluster-digits.json"))["Body"].read())
+        assert sorted(cluster_digits) == [str(c) for c in range(10)]
     answer = boto3.client("sagemaker-runtime").invoke_endpoint(
-        EndpointName="mnistclassifier", ContentType="text/csv", Body=",".join(["0"] * 784))
-    assert "closest_cluster" in json.loads(answer["Body"].read())["predictions"][0]
+        EndpointName="mnistclassifier", ContentType="text/csv", Body=",".join(map(str, test_x[0])).encode())
+    prediction = json.loads(answer["Body"].read())["predictions"][0]
+    assert ("closest_cluster" if model == "kmeans" else "predicted_label") in prediction
 
 
 def test_rerunning_the_sagemaker_deploy_reuses_what_exists(stack, capfd):

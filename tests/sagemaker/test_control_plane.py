@@ -23,7 +23,8 @@ KMEANS = "438346466558.dkr.ecr.eu-west-1.amazonaws.com/kmeans:1"
 KNN = "438346466558.dkr.ecr.eu-west-1.amazonaws.com/knn:1"
 BUCKET = "ferry-digits"  # created by the stack
 ROLE = "arn:aws:iam::000000000000:role/ferry-sagemaker"
-FEATURES = 784
+SKLEARN = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+FEATURES = 16
 DIM = str(FEATURES)
 
 
@@ -39,8 +40,7 @@ def s3(stack):
 
 @pytest.fixture(scope="module")
 def blobs(s3) -> str:
-    """Three well-separated labelled clusters, as RecordIO under a prefix of their own. 784
-    features: today's endpoint server serves 28x28 inputs only."""
+    """Three well-separated labelled clusters, as RecordIO under a prefix of their own."""
     rng = np.random.default_rng(3)
     centers = rng.normal(0, 10, (3, FEATURES))
     labels = np.repeat(np.arange(3), 400)
@@ -146,7 +146,7 @@ def test_training_log_is_in_cloudwatch_logs(stack, trained):
      "predictor_type='guess' is not valid: expected classifier or regressor"),
     ({"k": "3", "feature_dim": DIM}, "438346466558.dkr.ecr.eu-west-1.amazonaws.com/xgboost-unknown:1",
      "is not one this control plane runs"),
-    ({"k": "3", "feature_dim": DIM}, "my-image:latest", "is not a SageMaker algorithm image URI"),
+    ({"k": "3", "feature_dim": DIM}, "my-image:latest", "is not a SageMaker image URI"),
 ])
 def test_bad_requests_fail_the_job_with_a_reason(sm, blobs, hyperparameters, image, reason):
     name = unique("bad")
@@ -225,8 +225,16 @@ def test_model_config_endpoint_create_update_invoke_delete(sm, trained):
     sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=names[0])
     assert sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] in ("Creating", "InService")
     assert wait_endpoint(sm, endpoint)["EndpointStatus"] == "InService"
-    answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Body=",".join(["0"] * FEATURES))
-    assert "closest_cluster" in answer["Body"].read().decode()
+    # The three request formats of the built-in algorithms, one answer.
+    record = np.full((1, FEATURES), 0.5, dtype=np.float32)
+    recordio = io.BytesIO()
+    write_numpy_to_dense_tensor(recordio, record)
+    bodies = {"text/csv": ",".join(["0.5"] * FEATURES), "application/x-recordio-protobuf": recordio.getvalue(),
+              "application/json": json.dumps({"instances": [{"features": record[0].tolist()}]})}
+    answers = [json.loads(runtime.invoke_endpoint(EndpointName=endpoint, ContentType=content_type,
+                                                  Body=body)["Body"].read()) for content_type, body in bodies.items()]
+    assert answers[0] == answers[1] == answers[2]
+    assert set(answers[0]["predictions"][0]) == {"closest_cluster", "distance_to_cluster"}
     with pytest.raises(ClientError, match="Cannot create already existing endpoint"):
         sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=names[0])
 
@@ -283,3 +291,132 @@ def test_state_survives_a_restart(stack, sm, trained):
     job = sm.describe_training_job(TrainingJobName=trained["TrainingJobName"])
     assert job["TrainingJobStatus"] == "Completed"
     assert job["ModelArtifacts"] == trained["ModelArtifacts"]
+
+
+# -- script mode (the scikit-learn framework image) ----------------------------------------------
+
+USER_SCRIPT = """
+import argparse, json, os, sys
+from pathlib import Path
+
+import numpy as np
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=float, required=True)
+    parser.add_argument("--fail", default="no")
+    args = parser.parse_args()
+    if args.fail == "yes":
+        print("about to fail")
+        print("ValueError: the data is all wrong")
+        sys.exit(3)
+    train = Path(os.environ["SM_CHANNEL_TRAIN"])
+    model_dir = Path(os.environ["SM_MODEL_DIR"])
+    seen = {name: value for name, value in os.environ.items() if name.startswith("SM_")}
+    (model_dir / "model.json").write_text(json.dumps(
+        {"scale": args.scale, "files": sorted(p.name for p in train.iterdir()), "env": seen, "argv": sys.argv[1:]}))
+    print(f"loss={0.25 * args.scale}")
+
+
+def model_fn(model_dir):
+    return json.loads((Path(model_dir) / "model.json").read_text())
+
+
+def predict_fn(data, model):
+    return (np.asarray(data) * model["scale"]).sum(axis=1)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def source_bundle(members: dict[str, str]) -> bytes:
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in members.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def user_code(s3) -> str:
+    key = f"{unique('code')}/sourcedir.tar.gz"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=source_bundle({"train.py": USER_SCRIPT}))
+    return f"s3://{BUCKET}/{key}"
+
+
+def script_job(name: str, prefix: str, code: str, program: str = "train.py", **hyperparameters: str) -> dict:
+    """As the SageMaker SDK sends it: every hyperparameter JSON-encoded."""
+    request = job_request(name, prefix, {"sagemaker_program": json.dumps(program),
+                                         "sagemaker_submit_directory": json.dumps(code),
+                                         **{k: json.dumps(v) for k, v in hyperparameters.items()}}, SKLEARN)
+    request["AlgorithmSpecification"]["MetricDefinitions"] = [{"Name": "train:loss", "Regex": r"loss=([0-9.]+)"}]
+    return request
+
+
+def test_script_mode_trains_with_sagemakers_environment_and_serves_with_the_users_functions(sm, s3, blobs,
+                                                                                            user_code):
+    name = unique("script")
+    sm.create_training_job(**script_job(name, blobs, user_code, scale="2"))
+    job = wait_job(sm, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert [(m["MetricName"], m["Value"]) for m in job["FinalMetricDataList"]] == [("train:loss", 0.5)]
+    import tarfile
+
+    bucket, key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix("s3://").split("/", 1)
+    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
+        model = json.loads(tar.extractfile("model.json").read())
+    environment = model["env"]
+    assert model["scale"] == 2.0 and model["argv"] == ["--scale", "2"] and len(model["files"]) == 2
+    assert json.loads(environment["SM_HPS"]) == {"scale": "2"} and environment["SM_HP_SCALE"] == "2"
+    assert json.loads(environment["SM_CHANNELS"]) == ["train"] and environment["SM_CURRENT_HOST"] == "algo-1"
+    assert environment["SM_MODULE_NAME"] == "train" and "SM_OUTPUT_DATA_DIR" in environment
+
+    sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
+        "Image": SKLEARN, "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"],
+        "Environment": {"SAGEMAKER_PROGRAM": "train.py", "SAGEMAKER_SUBMIT_DIRECTORY": user_code}})
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    assert wait_endpoint(sm, name)["EndpointStatus"] == "InService"
+    runtime = boto3.client("sagemaker-runtime")
+    # The toolkit's default input_fn (csv, JSON) and output_fn (JSON) around the script's predict_fn.
+    answer = runtime.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body="1,2\n3,4")
+    assert json.loads(answer["Body"].read()) == [6.0, 14.0] and answer["ContentType"] == "application/json"
+    answer = runtime.invoke_endpoint(EndpointName=name, ContentType="application/json", Body="[[1, 1]]")
+    assert json.loads(answer["Body"].read()) == [4.0]
+    with pytest.raises(ClientError) as refused:
+        runtime.invoke_endpoint(EndpointName=name, ContentType="image/gif", Body=b"GIF89a")
+    assert refused.value.response["Error"]["Code"] == "ValidationError"
+    assert "input_fn refused" in refused.value.response["Error"]["Message"]
+    sm.delete_endpoint(EndpointName=name)
+
+
+@pytest.mark.parametrize(
+    ("program", "hyperparameters", "bundle", "reason"),
+    [
+        ("train.py", {"scale": "1", "fail": "yes"}, None,
+         "ExecuteUserScriptError: train.py exited with status 3: ValueError: the data is all wrong"),
+        ("../../../etc/passwd", {"scale": "1"}, None, "points outside the source directory"),
+        ("missing.py", {"scale": "1"}, None, "is not in the source directory"),
+        ("train.py", {"scale": "1"}, {"../escape.py": "print(1)"}, "outside the destination"),
+    ],
+    ids=["script-fails", "program-climbs-out", "program-missing", "bundle-climbs-out"],
+)
+def test_script_mode_failures_say_why(sm, s3, blobs, user_code, program, hyperparameters, bundle, reason):
+    code = user_code
+    if bundle is not None:
+        key = f"{unique('hostile-code')}/sourcedir.tar.gz"
+        s3.put_object(Bucket=BUCKET, Key=key, Body=source_bundle(bundle))
+        code = f"s3://{BUCKET}/{key}"
+    name = unique("script-bad")
+    sm.create_training_job(**script_job(name, blobs, code, program, **hyperparameters))
+    job = wait_job(sm, name)
+    assert job["TrainingJobStatus"] == "Failed" and reason in job["FailureReason"], job.get("FailureReason")

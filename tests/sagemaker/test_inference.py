@@ -44,3 +44,30 @@ def test_knn_refuses_what_aws_refuses(tmp_path, data):
     with pytest.raises(AlgorithmError, match="dimension_reduction_target must be set"):
         train_knn({"k": "3", "feature_dim": "12", "sample_size": "10", "predictor_type": "classifier",
                    "dimension_reduction_type": "sign"}, features, labels, tmp_path, log=print)
+
+
+def test_kmeans_answers_in_sagemakers_shape_without_labels(tmp_path, data):
+    """Like AWS's k-means: the closest cluster and the distance to it, never a class, even when
+    the training records carried labels."""
+    from ferry.sagemaker.algorithms import train_kmeans
+
+    features, labels = data
+    train_kmeans({"k": "4", "feature_dim": "12"}, features, labels, tmp_path, lambda line: None)
+    model = load_builtin_model(tmp_path)
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as saved:
+        assert saved.files == ["centers"]
+        centers = saved["centers"]
+    answers = model.predict(features[:20])
+    distances = np.linalg.norm(features[:20, None, :] - centers[None], axis=2)
+    assert [a["closest_cluster"] for a in answers] == distances.argmin(axis=1).astype(float).tolist()
+    assert [a["distance_to_cluster"] for a in answers] == pytest.approx(distances.min(axis=1).tolist(), rel=1e-5)
+    assert set(answers[0]) == {"closest_cluster", "distance_to_cluster"}
+
+
+def test_a_directory_that_is_no_builtin_model_is_refused(tmp_path):
+    (tmp_path / "metadata.json").write_text('{"algorithm": "pickle-me"}')
+    with pytest.raises(ValueError, match="not a built-in algorithm's model"):
+        load_builtin_model(tmp_path)
+    (tmp_path / "metadata.json").write_text('{"algorithm": "knn"}')
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        load_builtin_model(tmp_path)

@@ -1,36 +1,76 @@
-"""The SageMaker requests of the digits pipeline, shared by both backends.
+"""The SageMaker requests of the digits pipeline, for each model it can train.
+
+Models (the DAG's ``model`` param):
+
+- ``sklearn`` (the default): ferry's accurate classifier (sagemaker_code/classifier.py) in
+  script mode on SageMaker's scikit-learn image, code from ``sagemaker_submit_directory``;
+- ``kmeans``: the seed's built-in k-means, ``k=10``; it answers clusters, which the DAG maps to
+  digits (ferry.digits.cluster_map);
+- ``knn``: the built-in k-NN classifier over the 4,000 training digits.
 
 The seed's configuration, fixed: its endpoint config named the model ``mnistclassifier`` while
 the model was created as ``mnistclassifier-<timestamp>``, and its model had no container or
-artifact. Here the model, endpoint config and endpoint all follow the training job's name and
-its artifact. Names come from the DAG run (``run_after``: every Airflow 3 run has one, manual
-runs have no logical date), so a rerun of a run addresses the same resources.
+artifact. Here the model and endpoint config are named after the training job that made the
+artifact, and the endpoint is ``mnistclassifier``.
+
+Image URIs are SageMaker's registry entries for the connection's region (the SageMaker SDK's
+``image_uris.retrieve`` gives the same); the local control plane knows them by name.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ferry.digits.code_bundle import PROGRAM
+
 ENDPOINT_NAME = "mnistclassifier"
-#: SageMaker's built-in KMeans image in eu-west-1 (the seed's); the local backend ignores it.
-KMEANS_IMAGE = "438346466558.dkr.ecr.eu-west-1.amazonaws.com/kmeans:1"
-#: A SageMaker execution role; on AWS set the Airflow Variable ferry_sagemaker_role_arn.
-ROLE_ARN = "{{ var.value.get('ferry_sagemaker_role_arn', 'arn:aws:iam::000000000000:role/ferry-sagemaker') }}"
-JOB_NAME = "mnistclassifier-{{ dag_run.run_after.strftime('%Y%m%d-%H%M%S') }}"
-#: The job that actually ran (SageMakerTrainingOperator may add a suffix when the name is taken).
-TRAINED_JOB = "{{ ti.xcom_pull(task_ids='sagemaker_train_model')['Training']['TrainingJobName'] }}"
-MODEL_DATA = "{{ ti.xcom_pull(task_ids='sagemaker_train_model')['Training']['ModelArtifacts']['S3ModelArtifacts'] }}"
+MODELS = ("sklearn", "kmeans", "knn")
+SKLEARN_VERSION = "1.2-1"
+#: Account of each region's registry (SageMaker SDK, image_uri_config/kmeans.json and sklearn.json).
+BUILTIN_ACCOUNTS = {"eu-west-1": "438346466558", "eu-west-2": "644912444149", "eu-central-1": "664544806723",
+                    "us-east-1": "382416733822", "us-east-2": "404615174143", "us-west-2": "174872318107",
+                    "ap-northeast-1": "351501993468"}
+SKLEARN_ACCOUNTS = {"eu-west-1": "141502667606", "eu-west-2": "764974769150", "eu-central-1": "492215442770",
+                    "us-east-1": "683313688378", "us-east-2": "257758044811", "us-west-2": "246618743249",
+                    "ap-northeast-1": "354813040037"}
+#: The script prints ``train:accuracy=0.99``; SageMaker turns it into a metric with this regex.
+METRIC_DEFINITIONS = [{"Name": "train:accuracy", "Regex": r"train:accuracy=([0-9.]+)"}]
 
 
-def training_config(bucket: str, hyperparameters: dict[str, str]) -> dict[str, Any]:
+def image_uri(model: str, region: str) -> str:
+    accounts = SKLEARN_ACCOUNTS if model == "sklearn" else BUILTIN_ACCOUNTS
+    if region not in accounts:
+        raise ValueError(f"no SageMaker image registry known here for region {region!r}; "
+                         f"known: {', '.join(sorted(accounts))}")
+    name = f"sagemaker-scikit-learn:{SKLEARN_VERSION}-cpu-py3" if model == "sklearn" else f"{model}:1"
+    return f"{accounts[region]}.dkr.ecr.{region}.amazonaws.com/{name}"
+
+
+def hyperparameters(model: str, code_uri: str) -> dict[str, str]:
+    """Strings only, as SageMaker requires; each algorithm's own names."""
+    if model == "kmeans":
+        return {"k": "10", "feature_dim": "784"}
+    if model == "knn":
+        return {"k": "3", "feature_dim": "784", "predictor_type": "classifier", "sample_size": "4000"}
+    if model == "sklearn":
+        return {"sagemaker_program": PROGRAM, "sagemaker_submit_directory": code_uri, "c": "5", "pca": "40"}
+    raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
+
+
+def training_request(model: str, *, bucket: str, code_uri: str, job_name: str, region: str,
+                     role_arn: str) -> dict[str, Any]:
     """CreateTrainingJob: the train set's RecordIO under s3://bucket/mnist_data, output beside it."""
+    algorithm = {"TrainingImage": image_uri(model, region), "TrainingInputMode": "File"}
+    if model == "sklearn":
+        algorithm["MetricDefinitions"] = METRIC_DEFINITIONS
     return {
-        "TrainingJobName": JOB_NAME,
-        "AlgorithmSpecification": {"TrainingImage": KMEANS_IMAGE, "TrainingInputMode": "File"},
-        "HyperParameters": hyperparameters,
+        "TrainingJobName": job_name,
+        "AlgorithmSpecification": algorithm,
+        "HyperParameters": hyperparameters(model, code_uri),
         "InputDataConfig": [
             {
                 "ChannelName": "train",
+                "ContentType": "application/x-recordio-protobuf",
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
@@ -41,42 +81,30 @@ def training_config(bucket: str, hyperparameters: dict[str, str]) -> dict[str, A
             }
         ],
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/mnistclassifier-output"},
-        "ResourceConfig": {"InstanceType": "ml.c4.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 10},
-        "RoleArn": ROLE_ARN,
-        "StoppingCondition": {"MaxRuntimeInSeconds": 24 * 60 * 60},
+        "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "RoleArn": role_arn,
+        "StoppingCondition": {"MaxRuntimeInSeconds": 60 * 60},
     }
 
 
-def endpoint_config() -> dict[str, Any]:
-    """CreateModel + CreateEndpointConfig + CreateEndpoint for the trained job's artifact."""
+def endpoint_request(training: dict[str, Any]) -> dict[str, Any]:
+    """CreateModel + CreateEndpointConfig + CreateEndpoint for a finished job (DescribeTrainingJob's answer)."""
+    name = training["TrainingJobName"]
+    image = training["AlgorithmSpecification"]["TrainingImage"]
+    container: dict[str, Any] = {"Image": image, "ModelDataUrl": training["ModelArtifacts"]["S3ModelArtifacts"]}
+    if "sagemaker-scikit-learn" in image:
+        # The script copied itself into the model (code/): serve from there, as the SageMaker SDK
+        # does for a repacked model.
+        container["Environment"] = {"SAGEMAKER_PROGRAM": PROGRAM, "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                                    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"}
     return {
-        "Model": {
-            "ModelName": TRAINED_JOB,
-            "PrimaryContainer": {"Image": KMEANS_IMAGE, "ModelDataUrl": MODEL_DATA},
-            "ExecutionRoleArn": ROLE_ARN,
-        },
+        "Model": {"ModelName": name, "PrimaryContainer": container, "ExecutionRoleArn": training["RoleArn"]},
         "EndpointConfig": {
-            "EndpointConfigName": TRAINED_JOB,
+            "EndpointConfigName": name,
             "ProductionVariants": [
-                {
-                    "InitialInstanceCount": 1,
-                    "InstanceType": "ml.t2.medium",
-                    "ModelName": TRAINED_JOB,  # the seed's bug: it named "mnistclassifier" here
-                    "VariantName": "AllTraffic",
-                }
+                {"InitialInstanceCount": 1, "InstanceType": "ml.m5.large", "ModelName": name,
+                 "VariantName": "AllTraffic"}  # the seed's bug: it named "mnistclassifier" here
             ],
         },
-        "Endpoint": {"EndpointConfigName": TRAINED_JOB, "EndpointName": ENDPOINT_NAME},
+        "Endpoint": {"EndpointConfigName": name, "EndpointName": ENDPOINT_NAME},
     }
-
-
-def model_data_url(config: dict[str, Any]) -> str:
-    """The artifact an endpoint request serves: Endpoint → EndpointConfig → Model → ModelDataUrl."""
-    endpoint, endpoint_cfg, model = config["Endpoint"], config["EndpointConfig"], config["Model"]
-    if endpoint["EndpointConfigName"] != endpoint_cfg["EndpointConfigName"]:
-        raise ValueError("the endpoint names an endpoint config this request does not create")
-    variant_models = {v["ModelName"] for v in endpoint_cfg["ProductionVariants"]}
-    if model["ModelName"] not in variant_models:
-        raise ValueError(f"the endpoint config serves {sorted(variant_models)}, "
-                         f"but the model created is {model['ModelName']!r}")
-    return model["PrimaryContainer"]["ModelDataUrl"]

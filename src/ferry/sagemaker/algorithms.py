@@ -6,7 +6,8 @@ holds its hyperparameters as AWS documents them (required, optional, valid value
 else is refused, as the built-in algorithms refuse it) and a trainer that reads the ``train``
 channel (RecordIO-protobuf, or csv with the label first) and writes the model directory.
 
-Implemented: built-in k-means and k-NN. An image nobody here knows fails the job with that reason.
+Implemented: built-in k-means and k-NN; the scikit-learn framework image runs the user's script
+(ferry.sagemaker.script_mode). An image nobody here knows fails the job with that reason.
 """
 
 from __future__ import annotations
@@ -144,10 +145,8 @@ def train_kmeans(hyperparameters: dict[str, str], features: np.ndarray, labels: 
     """Web-scale k-means as SageMaker's is (mini-batches over ``epochs`` passes, then the centers
     reduced with Lloyd's iterations), here scikit-learn's MiniBatchKMeans with the same knobs.
 
-    The model directory holds ``model.npz`` (``centers``) and ``metadata.json``. Where the
-    records carry labels (MNIST's do), the label most common in each cluster is kept as
-    ``cluster_digits``, so that a caller can turn a cluster into a class; AWS's model has no
-    such map.
+    The model directory holds ``model.npz`` (``centers``) and ``metadata.json``. Like AWS's
+    model it answers clusters, not classes, even when the records carry labels.
     """
     from sklearn.cluster import MiniBatchKMeans
 
@@ -167,12 +166,6 @@ def train_kmeans(hyperparameters: dict[str, str], features: np.ndarray, labels: 
     msd = float(kmeans.inertia_ / len(features))
     log(f"#train_score (algo-1) : ('msd', {msd:.4f})")
     arrays = {"centers": kmeans.cluster_centers_.astype(np.float32)}
-    if labels is not None:
-        arrays["cluster_digits"] = np.array([
-            np.bincount(labels[kmeans.labels_ == c].astype(int), minlength=1).argmax()
-            if (kmeans.labels_ == c).any() else c for c in range(hp["k"])])
-    else:
-        arrays["cluster_digits"] = np.arange(hp["k"])
     model_dir.mkdir(parents=True, exist_ok=True)
     np.savez(model_dir / "model.npz", **arrays)
     (model_dir / "metadata.json").write_text(json.dumps({"algorithm": "kmeans", "k": hp["k"]}, indent=2))
@@ -242,13 +235,27 @@ ALGORITHMS = {"kmeans": Algorithm("kmeans", train_kmeans, supervised=False),
               "knn": Algorithm("knn", train_knn, supervised=True)}
 
 
-def algorithm_for_image(image: str) -> Algorithm:
-    found = _IMAGE.match(image or "")
+#: Framework images whose training and serving run the user's script (ferry.sagemaker.script_mode).
+SCRIPT_MODE_IMAGES = ("sagemaker-scikit-learn",)
+
+
+def image_name(image: str) -> str:
+    """``kmeans`` for ``<account>.dkr.ecr.<region>.amazonaws.com/kmeans:1``; AlgorithmError otherwise."""
+    found = _IMAGE.match(image or "") if isinstance(image, str) else None
     if not found:
-        raise AlgorithmError(f"ClientError: {image!r} is not a SageMaker algorithm image URI "
+        raise AlgorithmError(f"ClientError: {image!r:.200} is not a SageMaker image URI "
                              "(<account>.dkr.ecr.<region>.amazonaws.com/<name>:<tag>)")
-    name = found["name"]
+    return found["name"]
+
+
+def is_script_mode_image(image: str) -> bool:
+    return image_name(image) in SCRIPT_MODE_IMAGES
+
+
+def algorithm_for_image(image: str) -> Algorithm:
+    name = image_name(image)
     if name not in ALGORITHMS:
+        known = ", ".join([*sorted(ALGORITHMS), *SCRIPT_MODE_IMAGES])
         raise AlgorithmError(f"ClientError: the training image {image} is not one this control plane runs "
-                             f"(it runs: {', '.join(sorted(ALGORITHMS))})")
+                             f"(it runs: {known})")
     return ALGORITHMS[name]

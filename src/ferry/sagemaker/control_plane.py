@@ -340,7 +340,9 @@ class ControlPlane:
             container = model.get("PrimaryContainer") or model["Containers"][0]
             if not container.get("ModelDataUrl"):
                 raise RuntimeError(f"model {model['ModelName']} has no ModelDataUrl to serve")
-            await asyncio.to_thread(self._runtime, "PUT", name, {"ModelDataUrl": container["ModelDataUrl"]})
+            await asyncio.to_thread(self._runtime, "PUT", name, {
+                "ModelDataUrl": container["ModelDataUrl"], "Image": container.get("Image"),
+                "Environment": container.get("Environment") or {}})
         except Exception as exc:
             reason = str(exc)
             self.store.update("Endpoint", name, lambda e: e.update(

@@ -2,8 +2,8 @@
 
 A model directory is what ``ferry.sagemaker.algorithms`` writes: ``model.npz`` (plain arrays,
 loaded without pickle, so a model archive cannot run code) and ``metadata.json`` naming the
-algorithm. Only k-NN is served from here so far; the endpoint server serves k-means and the
-digits models through ``ferry.digits.model``.
+algorithm. Each model says how many features a record must have (``feature_dim``) and answers
+a batch of records in its algorithm's SageMaker shape.
 """
 
 from __future__ import annotations
@@ -13,6 +13,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+class KMeansModel:
+    """``{"closest_cluster": …, "distance_to_cluster": …}`` per record, as SageMaker's k-means answers.
+
+    Clusters are not classes: turning a cluster into a label is the caller's business (the
+    digits pipeline learns a map from labelled data and keeps it beside the model).
+    """
+
+    algorithm = "kmeans"
+
+    def __init__(self, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
+        self.metadata = metadata
+        self.centers = arrays["centers"].astype(np.float32)
+        self.feature_dim = self.centers.shape[1]
+        self._norms = (self.centers ** 2).sum(axis=1)
+
+    def predict(self, features: np.ndarray) -> list[dict[str, float]]:
+        x = np.asarray(features, dtype=np.float32).reshape(-1, self.feature_dim)
+        squared = (x ** 2).sum(axis=1)[:, None] + self._norms[None, :] - 2 * x @ self.centers.T
+        clusters = squared.argmin(axis=1)
+        distances = np.sqrt(np.maximum(squared[np.arange(len(x)), clusters], 0))
+        return [{"closest_cluster": float(c), "distance_to_cluster": float(d)}
+                for c, d in zip(clusters, distances, strict=True)]
 
 
 class KnnModel:
@@ -52,11 +76,21 @@ class KnnModel:
         return [{"predicted_label": float(self.classes[i])} for i in votes.argmax(axis=1)]
 
 
-def load_builtin_model(directory: Path) -> KnnModel | None:
-    """The model in ``directory`` if it is one served from here; None for other algorithms."""
-    metadata = json.loads((directory / "metadata.json").read_text())
-    if metadata.get("algorithm") != "knn":
-        return None
-    with np.load(directory / "model.npz", allow_pickle=False) as saved:
-        arrays = {name: saved[name] for name in saved.files}
-    return KnnModel(arrays, metadata)
+BUILTIN_MODELS: dict[str, type[KMeansModel] | type[KnnModel]] = {"kmeans": KMeansModel, "knn": KnnModel}
+
+
+def load_builtin_model(directory: Path) -> KMeansModel | KnnModel:
+    """The built-in algorithm's model in ``directory``; ValueError if it is not one."""
+    try:
+        metadata = json.loads((directory / "metadata.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"not a built-in algorithm's model: no readable metadata.json ({exc})") from None
+    model_class = BUILTIN_MODELS.get(metadata.get("algorithm") if isinstance(metadata, dict) else None)
+    if model_class is None:
+        raise ValueError(f"not a built-in algorithm's model: metadata.json names {metadata!r:.80}")
+    try:
+        with np.load(directory / "model.npz", allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+        return model_class(arrays, metadata)
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"the {metadata['algorithm']} model cannot be loaded: {type(exc).__name__}: {exc}") from None

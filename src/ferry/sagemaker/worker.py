@@ -2,7 +2,8 @@
 
 SageMaker runs each job in a container on an instance of its own; here a process, started by
 the control plane, that works through SageMaker's secondary statuses — Starting, Downloading
-(the ``train`` channel, as File input mode copies it), Training, Uploading
+(every channel, as File input mode copies it), Training (a built-in algorithm, or the user's
+script for the scikit-learn image: ferry.sagemaker.script_mode), Uploading
 (``<S3OutputPath>/<job>/output/model.tar.gz``, one PUT or one completed multipart upload) —
 and ends Completed, or Failed with the reason. Everything it prints goes to CloudWatch Logs,
 group ``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-1-<epoch seconds>``, as SageMaker's
@@ -22,7 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ferry.sagemaker.algorithms import AlgorithmError, algorithm_for_image, read_channel
+from ferry.sagemaker.algorithms import AlgorithmError, algorithm_for_image, is_script_mode_image, read_channel
+from ferry.sagemaker.script_mode import run_training_script
 from ferry.sagemaker.store import Store
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -70,27 +72,26 @@ class Job:
     def run(self, s3: Any) -> None:
         job = self.store.get(KIND, self.name)
         self.status("Starting", "Preparing the instances for training", TrainingStartTime=now())
-        algorithm = algorithm_for_image(job["AlgorithmSpecification"]["TrainingImage"])
+        image = job["AlgorithmSpecification"]["TrainingImage"]
+        script_mode = is_script_mode_image(image)
+        algorithm = None if script_mode else algorithm_for_image(image)
         channels = {c["ChannelName"]: c for c in job.get("InputDataConfig", [])}
-        if "train" not in channels:
+        if "train" not in channels and not script_mode:
             raise AlgorithmError("ClientError: the training job has no channel named 'train'")
-        channel = channels["train"]
-        source = channel["DataSource"]["S3DataSource"]
-        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
-            raise AlgorithmError(f"ClientError: S3DataType={source['S3DataType']} is not supported here (S3Prefix is)")
-        bucket, prefix = split_s3_uri(source["S3Uri"])
         out_bucket, out_prefix = split_s3_uri(job["OutputDataConfig"]["S3OutputPath"])
         artifact_key = "/".join(p for p in (out_prefix.rstrip("/"), self.name, "output", "model.tar.gz") if p)
         with tempfile.TemporaryDirectory(prefix=f"ferry-training-{self.name}-") as scratch:
             root = Path(scratch)
             self.status("Downloading", "Downloading input data")
-            files = download_prefix(s3, bucket, prefix, root / "input" / "data" / "train")
-            if not files:
-                raise AlgorithmError(f"ClientError: no objects under the train channel's {source['S3Uri']}")
-            self.log(f"downloaded {len(files)} object(s) from {source['S3Uri']}")
+            files = {name: self.download_channel(s3, channel, root / "input" / "data" / name)
+                     for name, channel in channels.items()}
             self.status("Training", "Training image download completed. Training in progress.")
-            features, labels = read_channel(files, channel.get("ContentType", "application/x-recordio-protobuf"))
-            metrics = algorithm.train(job.get("HyperParameters", {}), features, labels, root / "model", self.log)
+            if script_mode:
+                metrics = run_training_script(job, s3, root, list(channels), self.log)
+            else:
+                content_type = channels["train"].get("ContentType", "application/x-recordio-protobuf")
+                features, labels = read_channel(files["train"], content_type)
+                metrics = algorithm.train(job.get("HyperParameters", {}), features, labels, root / "model", self.log)
             self.status("Uploading", "Uploading generated training model")
             archive = root / "model.tar.gz"
             with tarfile.open(archive, "w:gz") as tar:
@@ -103,6 +104,19 @@ class Job:
                     FinalMetricDataList=[{"MetricName": k, "Value": v, "Timestamp": at} for k, v in metrics.items()],
                     TrainingTimeInSeconds=int(at - job["CreationTime"]) or 1,
                     BillableTimeInSeconds=int(at - job["CreationTime"]) or 1)
+
+    def download_channel(self, s3: Any, channel: dict[str, Any], directory: Path) -> list[Path]:
+        """File input mode: every object under the channel's prefix, copied before training starts."""
+        source = channel["DataSource"]["S3DataSource"]
+        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+            raise AlgorithmError(f"ClientError: S3DataType={source['S3DataType']} is not supported here (S3Prefix is)")
+        bucket, prefix = split_s3_uri(source["S3Uri"])
+        files = download_prefix(s3, bucket, prefix, directory)
+        if not files:
+            raise AlgorithmError(f"ClientError: no objects under the {channel['ChannelName']} channel's "
+                                 f"{source['S3Uri']}")
+        self.log(f"downloaded {len(files)} object(s) from {source['S3Uri']}")
+        return files
 
 
 def download_prefix(s3: Any, bucket: str, prefix: str, directory: Path) -> list[Path]:
@@ -129,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         raise Stopped
 
     signal.signal(signal.SIGTERM, stop)
+    # The control plane ignores SIGCHLD (so finished workers need no waiting for), and an ignored
+    # SIGCHLD is inherited: without this, a training script's exit status would be lost (always 0).
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         job.run(boto3.client("s3"))
         return 0

@@ -1,16 +1,21 @@
-"""The SageMaker control plane and CloudWatch Logs: ferry's own (ferry.sagemaker.control_plane).
+"""ferry's local SageMaker: two services.
 
-It trains for real (a worker process per job), keeps its state in SQLite under
-``$FERRY_HOME/data/sagemaker``, lets in only the stack's key pair (SigV4 checked), and makes
-endpoints live on the ``endpoint`` service.
+- ``sagemaker``: the control plane and CloudWatch Logs (ferry.sagemaker.control_plane). It
+  trains for real (a worker process per job), keeps its state in SQLite under
+  ``$FERRY_HOME/data/sagemaker``, lets in only the stack's key pair (SigV4 checked), and makes
+  endpoints live on the ``endpoint`` service.
+- ``endpoint``: SageMaker's runtime API (ferry.sagemaker.endpoint_server), serving the models.
 """
 
 from __future__ import annotations
 
+import json
 import sys
+import urllib.request
+from pathlib import Path
 
 from ferry.stack.process import port_answers, spawn
-from ferry.stack.service import PidFileService
+from ferry.stack.service import PidFileService, ProcessService
 
 
 class SageMakerService(PidFileService):
@@ -37,3 +42,44 @@ class SageMakerService(PidFileService):
 
     def detail(self) -> str:
         return f"{self.settings.url(self.name)} (SageMaker control plane + CloudWatch Logs; trains for real)"
+
+
+class EndpointService(ProcessService):
+    name = "endpoint"
+
+    @property
+    def registry(self) -> Path:
+        return self.settings.data("endpoint") / "endpoints.json"
+
+    def _launch(self) -> None:
+        spawn(
+            [
+                sys.executable,
+                "-m",
+                "ferry.sagemaker.endpoint_server",
+                "--host",
+                self.settings.host,
+                "--port",
+                str(self.port),
+                "--registry",
+                str(self.registry),
+                "--credentials",
+                str(self.settings.home / "credentials.json"),
+            ],
+            pid_file=self.pid_file,
+            log_file=self.log_file,
+            env=self.environment(),
+        )
+
+    def ready(self) -> bool:
+        return self.answers_http("/ping")
+
+    def detail(self) -> str:
+        url = self.settings.url(self.name)
+        try:
+            with urllib.request.urlopen(f"{url}/endpoints", timeout=1) as response:
+                endpoints = json.loads(response.read())["Endpoints"]
+        except (OSError, ValueError, KeyError):
+            return f"{url} (SageMaker runtime API)"
+        serving = ", ".join(f"{e['EndpointName']} ({e['Algorithm']})" for e in endpoints) or "no endpoints yet"
+        return f"{url} (SageMaker runtime API): {serving}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -126,3 +127,15 @@ class PidFileService(Service):
         if (pid := read_pid(self.pid_file)) is not None:
             stop_pid(pid, timeout=self.stop_timeout)
         self.pid_file.unlink(missing_ok=True)
+
+
+class ProcessService(PidFileService):
+    """A service that is one process we start, with the stack's environment."""
+
+    def environment(self) -> dict[str, str]:
+        from ferry.stack.environment import stack_environment
+
+        return {**os.environ, **stack_environment(self.settings)}
+
+    def detail(self) -> str:
+        return self.settings.url(self.name)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ferry.stack.airflow import AirflowService
-from ferry.stack.digits import ApiService, EndpointService
+from ferry.stack.digits import ApiService
 from ferry.stack.docker_engine import DockerService
 from ferry.stack.mongo import MongoService
 from ferry.stack.postgres import PostgresService
 from ferry.stack.s3 import S3Service
-from ferry.stack.sagemaker import SageMakerService
+from ferry.stack.sagemaker import EndpointService, SageMakerService
 from ferry.stack.service import Service
 from ferry.stack.settings import StackSettings
 from ferry.stack.spark import SparkMasterService, SparkWorkerService

@@ -1,0 +1,1 @@
+../../src/ferry/digits/cluster_map.py

@@ -1,0 +1,492 @@
+"""The endpoint server: SageMaker's runtime API, serving the models the control plane deploys.
+
+boto3's ``sagemaker-runtime`` client reaches it by its URL (``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``
+or ``endpoint_url``), exactly as it reaches SageMaker:
+
+- ``POST /endpoints/{name}/invocations``: a built-in algorithm's model (k-means, k-NN) takes
+  ``application/x-recordio-protobuf``, ``text/csv`` (one record per line) or
+  ``application/json`` (``{"instances": [{"features": [...]}]}``) with exactly the model's
+  ``feature_dim`` values per record, and answers ``{"predictions": [...]}`` in its algorithm's
+  shape (ferry.sagemaker.inference). A script-mode model's own ``input_fn``/``output_fn`` decide
+  (ferry.sagemaker.script_mode). Errors come as SageMaker's do (``x-amzn-ErrorType`` + JSON
+  ``message``), so botocore raises the same ``ClientError`` codes: ``ValidationError`` (4xx)
+  for a body that cannot be read, ``ModelError`` (424) when the model itself fails. No body
+  gets a 500.
+- ``GET /ping`` and ``POST /invocations``: the model container's contract, for one endpoint.
+- ``PUT /endpoints/{name}`` with ``{"ModelDataUrl": "s3://…/model.tar.gz", "Image": …,
+  "Environment": {…}}``: the deploy step, which the control plane makes for
+  CreateEndpoint/UpdateEndpoint. It and ``DELETE`` must be signed (SigV4) with the stack's key
+  pair: nobody else on the machine can put a model here. An archive larger than
+  :data:`MAX_ARTIFACT_BYTES` (or expanding past :data:`MAX_EXPANDED_BYTES`), or one that does not
+  load, fails the deploy with the reason and leaves the server and the old model serving. The
+  new model is loaded beside the old one and swapped in by one assignment, so a redeploy fails
+  no request. Endpoints are recorded in a registry file and come back when the server restarts.
+
+Why uvicorn and a bare ASGI callable rather than a web framework: the latency target is a few
+milliseconds at 16 concurrent clients on two cores, and a framework's routing and validation
+cost more per request than the prediction itself. Built-in models predict on the event loop,
+batched (see :class:`Batcher`): they take well under a millisecond, less than handing them to
+a thread would. Script-mode handlers are user code of unknown cost: they run in threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import tarfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferry.sagemaker.recordio import iter_records
+
+log = logging.getLogger("ferry.endpoint")
+
+#: SageMaker's real-time payload limit.
+MAX_PAYLOAD = 6 * 1024 * 1024
+#: A model archive larger than this is not downloaded (SageMaker's own limit for a real-time
+#: endpoint's model is far larger, but no model this server can hold in memory is).
+MAX_ARTIFACT_BYTES = 1024 * 1024 * 1024
+#: ... nor unpacked if its members add up to more than this (a gzip bomb stays a small upload).
+MAX_EXPANDED_BYTES = 4 * 1024 * 1024 * 1024
+INVOCATION_PATH = re.compile(r"^/endpoints/([A-Za-z0-9](?:-*[A-Za-z0-9]){0,62})/invocations$")
+ENDPOINT_PATH = re.compile(r"^/endpoints/([A-Za-z0-9](?:-*[A-Za-z0-9]){0,62})$")
+
+
+class RequestError(Exception):
+    """Answered as SageMaker answers: a status, an error type and a message."""
+
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error_type, self.message = status, error_type, message
+
+
+def parse_features(content_type: str, body: bytes, feature_dim: int) -> np.ndarray:
+    """The request body as a float32 (n, feature_dim) array, or a ValidationError.
+
+    Every failure to read the body is the caller's (a 4xx), whatever the parser raised: a
+    truncated protobuf, JSON nested a million deep, numbers too large for a float.
+    """
+    media = content_type.split(";")[0].strip().lower()
+    try:
+        if media == "application/x-recordio-protobuf":
+            rows = [record.features["values"] for record in iter_records(io.BytesIO(body))]
+        elif media == "text/csv":
+            rows = [np.array(line.split(","), dtype=np.float32) for line in body.decode().splitlines() if line.strip()]
+        elif media == "application/json":
+            payload = json.loads(body)
+            instances = payload.get("instances", []) if isinstance(payload, dict) else payload
+            rows = [np.asarray(i["features"] if isinstance(i, dict) else i, dtype=np.float32) for i in instances]
+        else:
+            raise RequestError(415, "ValidationError", f"unsupported content type {content_type!r:.100}; use "
+                               "application/x-recordio-protobuf, text/csv or application/json")
+    except RequestError:
+        raise
+    except Exception as exc:
+        raise RequestError(400, "ValidationError", f"cannot read the {media} body: {type(exc).__name__}: "
+                           f"{str(exc)[:200]}") from None
+    if not rows:
+        raise RequestError(400, "ValidationError", "the request holds no records")
+    if any(row.shape != (feature_dim,) for row in rows):
+        raise RequestError(400, "ValidationError", f"each record must have exactly {feature_dim} features")
+    features = np.vstack(rows).astype(np.float32)
+    if not np.isfinite(features).all():
+        raise RequestError(400, "ValidationError", "features must be finite numbers")
+    return features
+
+
+class Batcher:
+    """Predicts, in one call, every request that arrived in the same turn of the event loop.
+
+    Under load, several requests are parsed before the loop comes back to this batch: one
+    prediction for 16 records costs little more than one for a single record (it is matrix
+    arithmetic), so throughput rises with load instead of latency. Alone, a request
+    waits for nothing: the batch runs as soon as the loop is free.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._pending: list[tuple[np.ndarray, asyncio.Future]] = []
+
+    async def predict(self, images: np.ndarray) -> list[dict[str, Any]]:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((images, future))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self._run)
+        return await future
+
+    def _run(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            predictions = self.model.predict(np.vstack([images for images, _ in batch]))
+        except Exception as exc:  # every request of the batch gets the model's error
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        start = 0
+        for images, future in batch:
+            if not future.done():  # a client that went away cancels its future
+                future.set_result(predictions[start:start + len(images)])
+            start += len(images)
+
+
+class Registry:
+    """Which model each endpoint serves, kept in a JSON file written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        if not self.path.exists():
+            return {}
+        return json.loads(self.path.read_text())
+
+    def write(self, endpoints: dict[str, dict[str, Any]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(endpoints, indent=2, sort_keys=True))
+        os.replace(temporary, self.path)
+
+
+class BuiltinServable:
+    """A built-in algorithm's model: records parsed here, predicted in batches on the event loop."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.batcher = model, Batcher(model)
+        self.algorithm = model.algorithm
+
+    async def invoke(self, content_type: str, accept: str, body: bytes) -> tuple[bytes, str]:
+        features = parse_features(content_type, body, self.model.feature_dim)
+        try:
+            predictions = await self.batcher.predict(features)
+        except Exception as exc:  # a model that fails is the model's error, as on SageMaker
+            log.exception("the %s model failed", self.algorithm)
+            raise RequestError(424, "ModelError", f"the model failed: {type(exc).__name__}") from None
+        return json.dumps({"predictions": predictions}).encode(), "application/json"
+
+
+class ScriptServable:
+    """A script-mode model: the user's input_fn/predict_fn/output_fn, in a thread."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.algorithm = model, f"script:{model.program}"
+
+    async def invoke(self, content_type: str, accept: str, body: bytes) -> tuple[bytes, str]:
+        from ferry.sagemaker.script_mode import InputRejected
+
+        try:
+            return await asyncio.to_thread(self.model.transform, body, content_type, accept)
+        except InputRejected as exc:
+            raise RequestError(400, "ValidationError", f"the model's input_fn refused the body: {str(exc)[:300]}") \
+                from None
+        except Exception as exc:
+            log.warning("%s failed: %s: %s", self.model.program, type(exc).__name__, exc)
+            raise RequestError(424, "ModelError", f"the model failed: {type(exc).__name__}: {str(exc)[:300]}") \
+                from None
+
+
+def fetch_artifact(s3: Any, model_data_url: str, directory: Path, *, max_bytes: int = MAX_ARTIFACT_BYTES,
+                   max_expanded: int = MAX_EXPANDED_BYTES) -> None:
+    """Download ``model.tar.gz`` and unpack it into ``directory``: within the size caps, no member
+    outside ``directory``, no links, devices or setuid bits (tarfile's ``data`` filter)."""
+    from ferry.sagemaker.worker import split_s3_uri
+
+    bucket, key = split_s3_uri(model_data_url)
+    size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    if size > max_bytes:
+        raise ValueError(f"the model archive is {size:,} bytes; at most {max_bytes:,} are accepted")
+    directory.mkdir(parents=True)
+    archive = directory.parent / f"{directory.name}.tar.gz"
+    try:
+        s3.download_file(bucket, key, str(archive))
+        with tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            expanded = sum(member.size for member in members)
+            if expanded > max_expanded:
+                raise ValueError(f"the model archive expands to {expanded:,} bytes; at most {max_expanded:,} "
+                                 "are accepted")
+            tar.extractall(directory, members=members, filter="data")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ValueError(f"the model archive is not a readable tar.gz: {type(exc).__name__}: {exc}") from None
+    finally:
+        archive.unlink(missing_ok=True)
+
+
+def load_servable(s3: Any, model_data_url: str, image: str | None, environment: dict[str, str],
+                  directory: Path) -> BuiltinServable | ScriptServable:
+    """The model behind a deploy request, ready to serve; ValueError (or AlgorithmError) with the reason."""
+    from ferry.sagemaker.algorithms import is_script_mode_image
+    from ferry.sagemaker.inference import load_builtin_model
+    from ferry.sagemaker.script_mode import load_script_model
+
+    script_mode = image is not None and is_script_mode_image(image)
+    fetch_artifact(s3, model_data_url, directory / "model")
+    if script_mode:
+        return ScriptServable(load_script_model(directory / "model", environment, s3))
+    return BuiltinServable(load_builtin_model(directory / "model"))
+
+
+class EndpointServer:
+    """The ASGI application (see the module docstring)."""
+
+    def __init__(self, registry: Registry, s3_client_factory=None, *, deployer: tuple[str, str] | None = None,
+                 models_dir: Path | None = None) -> None:
+        self.registry = registry
+        #: (access key id, secret) that deploy requests must be signed with; None: not checked.
+        self.deployer = deployer
+        #: Unpacked model archives, one directory per deploy; emptied at start (restores re-fetch).
+        self.models_dir = models_dir or registry.path.parent / "models"
+        self.models: dict[str, BuiltinServable | ScriptServable] = {}
+        self.model_dirs: dict[str, Path] = {}
+        self.descriptions: dict[str, dict[str, Any]] = {}
+        self._s3_client_factory = s3_client_factory or _default_s3_client
+        self._deploy_lock = asyncio.Lock()
+
+    # -- deploying ------------------------------------------------------------------------
+
+    def _load(self, request: dict[str, Any]) -> tuple[BuiltinServable | ScriptServable, Path]:
+        directory = self.models_dir / uuid.uuid4().hex
+        try:
+            servable = load_servable(self._s3_client_factory(), request["ModelDataUrl"], request.get("Image"),
+                                     request.get("Environment") or {}, directory)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        return servable, directory
+
+    async def deploy(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
+        async with self._deploy_lock:
+            servable, directory = await asyncio.to_thread(self._load, request)
+            description = {"EndpointName": name, "ModelDataUrl": request["ModelDataUrl"],
+                           "EndpointStatus": "InService", "Algorithm": servable.algorithm,
+                           **{k: request[k] for k in ("Image", "Environment") if request.get(k)}}
+            self.models[name] = servable  # the swap: requests already queued keep the old model
+            self.descriptions[name] = description
+            old = self.model_dirs.pop(name, None)
+            self.model_dirs[name] = directory
+            if old is not None:
+                await asyncio.to_thread(shutil.rmtree, old, True)
+            await asyncio.to_thread(self.registry.write, self.descriptions)
+            log.warning("endpoint %s serves %s (%s)", name, request["ModelDataUrl"], servable.algorithm)
+            return description
+
+    async def delete(self, name: str) -> None:
+        async with self._deploy_lock:
+            if name not in self.descriptions:
+                raise RequestError(400, "ValidationError", f"Endpoint {name} not found.")
+            self.models.pop(name, None)
+            del self.descriptions[name]
+            old = self.model_dirs.pop(name, None)
+            if old is not None:
+                await asyncio.to_thread(shutil.rmtree, old, True)
+            await asyncio.to_thread(self.registry.write, self.descriptions)
+
+    async def restore(self) -> None:
+        await asyncio.to_thread(shutil.rmtree, self.models_dir, True)
+        for name, description in self.registry.read().items():
+            try:
+                await self.deploy(name, description)
+            except Exception as exc:
+                # Kept in the registry (marked Failed), so the next restart tries again.
+                log.exception("could not restore endpoint %s from %s", name, description.get("ModelDataUrl"))
+                self.descriptions[name] = {**description, "EndpointStatus": "Failed",
+                                           "FailureReason": f"{type(exc).__name__}: {exc}"}
+        await asyncio.to_thread(self.registry.write, self.descriptions)
+
+    # -- serving --------------------------------------------------------------------------
+
+    async def invoke(self, name: str | None, content_type: str, accept: str, body: bytes) -> tuple[bytes, str]:
+        if name is None:  # the container contract's /invocations: the only endpoint there is
+            if len(self.models) != 1:
+                raise RequestError(400, "ValidationError", "POST /invocations needs exactly one endpoint; "
+                                   "use /endpoints/{name}/invocations")
+            name = next(iter(self.models))
+        servable = self.models.get(name)
+        if servable is None:
+            if name in self.descriptions:
+                reason = self.descriptions[name].get("FailureReason", "")
+                raise RequestError(400, "ValidationError", f"Endpoint {name} is not in service: {reason}")
+            raise RequestError(400, "ValidationError", f"Endpoint {name} not found.")
+        return await servable.invoke(content_type, accept, body)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            status, body, content_type, extra = await self._route(scope, receive)
+        except RequestError as exc:
+            error_type = [(b"x-amzn-errortype", exc.error_type.encode())]
+            status, body, content_type, extra = (exc.status, json.dumps({"message": exc.message}).encode(),
+                                                 "application/json", error_type)
+        except Exception:
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            status, body, content_type, extra = (500, b'{"message": "internal error"}', "application/json",
+                                                 [(b"x-amzn-errortype", b"InternalFailure")])
+        headers = [(b"content-type", content_type.encode("latin1", "replace")),
+                   (b"content-length", str(len(body)).encode()), *extra]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _route(self, scope, receive) -> tuple[int, bytes, str, list]:
+        method, path = scope["method"], scope["path"]
+        if path == "/ping" and method == "GET":
+            return (200 if self.models else 503), b"", "application/json", []
+        if method == "POST" and (path == "/invocations" or INVOCATION_PATH.match(path)):
+            match = INVOCATION_PATH.match(path)
+            headers = dict(scope["headers"])
+            body = await read_body(receive, headers)
+            content_type = headers.get(b"content-type", b"application/octet-stream").decode("latin1")
+            accept = headers.get(b"accept", b"application/json").decode("latin1")
+            answer, answer_type = await self.invoke(match.group(1) if match else None, content_type, accept, body)
+            return 200, answer, answer_type, [(b"x-amzn-invoked-production-variant", b"AllTraffic")]
+        if path == "/endpoints" and method == "GET":
+            return _json(200, {"Endpoints": list(self.descriptions.values())})
+        if match := ENDPOINT_PATH.match(path):
+            name = match.group(1)
+            if method in ("PUT", "DELETE"):
+                body = await read_body(receive, dict(scope["headers"]))
+                self._check_signature(scope, body)
+            if method == "PUT":
+                request = deploy_request(body)
+                try:
+                    return _json(200, await self.deploy(name, request))
+                except Exception as exc:
+                    raise RequestError(400, "ValidationError",
+                                       f"cannot load {request['ModelDataUrl']}: {str(exc)[:500]}") from None
+            if method == "GET":
+                if name not in self.descriptions:
+                    raise RequestError(400, "ValidationError", f"Endpoint {name} not found.")
+                return _json(200, self.descriptions[name])
+            if method == "DELETE":
+                await self.delete(name)
+                return _json(200, {"EndpointName": name, "EndpointStatus": "Deleted"})
+        raise RequestError(404, "UnknownOperationException", f"no route for {method} {path[:100]}")
+
+    def _check_signature(self, scope, body: bytes) -> None:
+        if self.deployer is None:
+            return
+        from ferry.sagemaker.sigv4 import SignatureError, verify
+
+        headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope["headers"]}
+        try:
+            verify(scope["method"], scope["path"], scope.get("query_string", b"").decode("latin1"), headers, body,
+                   access_key_id=self.deployer[0], secret_access_key=self.deployer[1])
+        except SignatureError as exc:
+            raise RequestError(403, exc.code, f"deploying needs the stack's credentials: {exc.message}") from None
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.restore()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _json(status: int, payload: Any) -> tuple[int, bytes, str, list]:
+    return status, json.dumps(payload).encode(), "application/json", []
+
+
+def deploy_request(body: bytes) -> dict[str, Any]:
+    """The PUT body, checked: ModelDataUrl an s3:// URL, Image a string, Environment strings to strings."""
+    try:
+        request = json.loads(body or b"null")
+    except Exception:
+        raise RequestError(400, "ValidationError", "the body is not JSON") from None
+    usage = 'send {"ModelDataUrl": "s3://bucket/key/model.tar.gz", "Image": "…", "Environment": {…}}'
+    if not isinstance(request, dict):
+        raise RequestError(400, "ValidationError", usage)
+    url, image, environment = request.get("ModelDataUrl"), request.get("Image"), request.get("Environment") or {}
+    if not isinstance(url, str) or not url.startswith("s3://"):
+        raise RequestError(400, "ValidationError", usage)
+    if image is not None and not isinstance(image, str):
+        raise RequestError(400, "ValidationError", usage)
+    if not isinstance(environment, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in environment.items()):
+        raise RequestError(400, "ValidationError", "Environment must map strings to strings")
+    return {"ModelDataUrl": url, "Image": image, "Environment": environment}
+
+
+async def read_body(receive, headers: dict[bytes, bytes]) -> bytes:
+    declared = headers.get(b"content-length", b"0")
+    if not declared.isdigit():
+        raise RequestError(400, "ValidationError", "Content-Length is not a number")
+    if int(declared) > MAX_PAYLOAD:
+        raise RequestError(413, "ValidationError", f"the payload exceeds {MAX_PAYLOAD} bytes")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_PAYLOAD:
+            raise RequestError(413, "ValidationError", f"the payload exceeds {MAX_PAYLOAD} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def deploy_model(runtime_url: str, name: str, model_data_url: str, *, image: str | None = None,
+                 environment: dict[str, str] | None = None, credentials: Any = None, region: str = "eu-west-1",
+                 timeout: float = 120) -> dict[str, Any]:
+    """Ask the endpoint server at ``runtime_url`` to serve ``model_data_url`` as ``name``, signed
+    with ``credentials`` (botocore Credentials; default: boto3's usual chain). The control plane
+    makes this call for CreateEndpoint/UpdateEndpoint; tests and benchmarks make it directly.
+
+    Returns the endpoint's description once the model is live; raises ``urllib.error.HTTPError``
+    with the server's JSON message if it refuses, ``OSError`` if it does not answer.
+    """
+    import urllib.request
+
+    from ferry.sagemaker.sigv4 import signed_request
+
+    if credentials is None:
+        import boto3
+
+        credentials = boto3.Session().get_credentials()
+    payload = {"ModelDataUrl": model_data_url, "Image": image, "Environment": environment or {}}
+    request = signed_request("PUT", f"{runtime_url.rstrip('/')}/endpoints/{name}", json.dumps(payload).encode(),
+                             credentials=credentials, region=region)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def _default_s3_client():
+    import boto3
+
+    return boto3.client("s3")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="Serve deployed models over SageMaker's runtime API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=18090)
+    parser.add_argument("--registry", type=Path, required=True, help="JSON file recording the deployed endpoints")
+    parser.add_argument("--credentials", type=Path, required=True,
+                        help="JSON with aws_access_key_id and aws_secret_access_key: who may deploy")
+    args = parser.parse_args(argv)
+    creds = json.loads(args.credentials.read_text())
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = EndpointServer(Registry(args.registry),
+                         deployer=(creds["aws_access_key_id"], creds["aws_secret_access_key"]))
+    uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools", lifespan="on",
+                access_log=False, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

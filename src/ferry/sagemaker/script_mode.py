@@ -1,0 +1,263 @@
+"""Script mode: the scikit-learn framework image runs the user's own training and serving code.
+
+This is the contract of SageMaker's scikit-learn container (``sagemaker-scikit-learn:<ver>-cpu-py3``)
+and its training and inference toolkits, kept so that a script runs unchanged here and there.
+
+Training (:func:`run_training_script`):
+
+- hyperparameter ``sagemaker_submit_directory`` is an ``s3://…tar.gz`` of the code and
+  ``sagemaker_program`` the file in it to run. The SageMaker SDK JSON-encodes every value
+  (``"\\"train.py\\""``); plain strings are accepted too;
+- every channel is copied to ``<input>/data/<channel>`` (File mode) and named in ``SM_CHANNELS``
+  and ``SM_CHANNEL_<NAME>``; ``SM_MODEL_DIR`` is where the model goes (packed as
+  ``model.tar.gz``), ``SM_OUTPUT_DATA_DIR``, ``SM_HPS`` (the user's hyperparameters as JSON),
+  ``SM_HP_<NAME>``, ``SM_NUM_CPUS``, ``SM_HOSTS``, ``SM_CURRENT_HOST`` as in the container;
+- the user's hyperparameters are also passed as ``--name value`` arguments;
+- the script's output is the job's log; ``MetricDefinitions`` regexes over it give
+  ``FinalMetricDataList``; a non-zero exit fails the job with the script's last line.
+
+Serving (:func:`load_script_model`): the model's ``Environment`` names the code
+(``SAGEMAKER_PROGRAM``; ``SAGEMAKER_SUBMIT_DIRECTORY`` is an ``s3://`` tar.gz or, as the SDK
+sets it when the code is packed in the model, ``/opt/ml/model/code``). The module is imported
+and its ``model_fn(model_dir)`` (required) loads the model; each request goes through
+``input_fn(body, content_type)``, ``predict_fn(data, model)`` and ``output_fn(prediction,
+accept)``, with the toolkit's defaults (JSON, csv, npy without pickle) for the ones it lacks.
+
+Whose code runs: the script is code the job's or the model's creator chose, as on SageMaker;
+only the stack's key pair can create either (the control plane checks SigV4, the endpoint
+server accepts deploys from the control plane only). It runs in the training job's own worker
+process; at serving, inside the endpoint server (no container here), where an exception in it
+fails only its own request or deploy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferry.sagemaker.algorithms import AlgorithmError
+
+#: What SageMaker's container mounts the model directory as; ``SAGEMAKER_SUBMIT_DIRECTORY`` may point under it.
+CONTAINER_MODEL_DIR = "/opt/ml/model"
+#: A source bundle larger than this is refused before it is unpacked.
+MAX_SOURCE_BYTES = 256 * 1024 * 1024
+_module_numbers = itertools.count()
+
+
+def hyperparameter_value(raw: str) -> Any:
+    """A hyperparameter as the training toolkit sees it: JSON-decoded if it is JSON, else the string."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def extract_bundle(archive: Path, directory: Path, *, what: str) -> None:
+    """Unpack a tar.gz of code or a model safely: no member outside ``directory``, no links out, no devices."""
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(directory, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise AlgorithmError(f"ClientError: {what} is not a usable tar.gz: {type(exc).__name__}: {exc}") from None
+
+
+def fetch_source(s3: Any, uri: str, directory: Path) -> None:
+    """Download and unpack the ``s3://`` source bundle ``uri`` into ``directory``."""
+    from ferry.sagemaker.worker import split_s3_uri
+
+    bucket, key = split_s3_uri(uri)
+    try:
+        size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    except Exception as exc:
+        raise AlgorithmError(f"ClientError: cannot read the source bundle {uri}: {exc}") from None
+    if size > MAX_SOURCE_BYTES:
+        raise AlgorithmError(f"ClientError: the source bundle {uri} is {size:,} bytes; at most "
+                             f"{MAX_SOURCE_BYTES:,} are accepted")
+    archive = directory.parent / f"{directory.name}.tar.gz"
+    s3.download_file(bucket, key, str(archive))
+    extract_bundle(archive, directory, what=f"the source bundle {uri}")
+    archive.unlink()
+
+
+def program_path(code_dir: Path, program: Any) -> Path:
+    """``program`` inside ``code_dir``: a relative path that stays there and names a file."""
+    if not isinstance(program, str) or not program:
+        raise AlgorithmError("ClientError: sagemaker_program must name the script to run")
+    path = (code_dir / program).resolve()
+    if not path.is_relative_to(code_dir.resolve()):
+        raise AlgorithmError(f"ClientError: sagemaker_program {program!r} points outside the source directory")
+    if not path.is_file():
+        raise AlgorithmError(f"ClientError: sagemaker_program {program!r} is not in the source directory")
+    return path
+
+
+# -- training -------------------------------------------------------------------------------------
+
+def training_environment(root: Path, channels: list[str], hyperparameters: dict[str, Any], program: str,
+                         job_name: str) -> dict[str, str]:
+    """The ``SM_*`` variables SageMaker's training toolkit sets, for a job laid out under ``root``."""
+    model_dir, output_data = root / "model", root / "output" / "data"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    output_data.mkdir(parents=True, exist_ok=True)
+    environment = {
+        "SM_MODEL_DIR": str(model_dir),
+        "SM_OUTPUT_DIR": str(root / "output"),
+        "SM_OUTPUT_DATA_DIR": str(output_data),
+        "SM_INPUT_DIR": str(root / "input"),
+        "SM_INPUT_DATA_DIR": str(root / "input" / "data"),
+        "SM_CHANNELS": json.dumps(sorted(channels)),
+        "SM_HPS": json.dumps(hyperparameters, sort_keys=True),
+        "SM_USER_ARGS": json.dumps(user_arguments(hyperparameters)),
+        "SM_NUM_CPUS": str(os.cpu_count() or 1),
+        "SM_NUM_GPUS": "0",
+        "SM_HOSTS": json.dumps(["algo-1"]),
+        "SM_CURRENT_HOST": "algo-1",
+        "SM_MODULE_NAME": Path(program).stem,
+        "SM_USER_ENTRY_POINT": program,
+        "TRAINING_JOB_NAME": job_name,
+        "PYTHONUNBUFFERED": "1",
+    }
+    for channel in channels:
+        environment[f"SM_CHANNEL_{channel.upper()}"] = str(root / "input" / "data" / channel)
+    for name, value in hyperparameters.items():
+        environment[f"SM_HP_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    return environment
+
+
+def user_arguments(hyperparameters: dict[str, Any]) -> list[str]:
+    arguments = []
+    for name, value in sorted(hyperparameters.items()):
+        arguments += [f"--{name}", value if isinstance(value, str) else json.dumps(value)]
+    return arguments
+
+
+def run_training_script(job: dict[str, Any], s3: Any, root: Path, channels: list[str],
+                        log: Callable[[str], None]) -> dict[str, float]:
+    """Run the job's script (see the module docstring); the model is left in ``root/model``."""
+    given = {name: hyperparameter_value(raw) for name, raw in (job.get("HyperParameters") or {}).items()}
+    program, submit = given.get("sagemaker_program"), given.get("sagemaker_submit_directory")
+    if not isinstance(submit, str) or not submit.startswith("s3://"):
+        raise AlgorithmError("ClientError: script mode needs hyperparameter sagemaker_submit_directory, "
+                             "the s3:// URI of a tar.gz of the code")
+    code_dir = root / "code"
+    fetch_source(s3, submit, code_dir)
+    script = program_path(code_dir, program)
+    user = {name: value for name, value in given.items() if not name.startswith("sagemaker_")}
+    environment = {**os.environ, **training_environment(root, channels, user, program, job["TrainingJobName"])}
+    command = [sys.executable, str(script), *user_arguments(user)]
+    log(f"Invoking script with the following command: {' '.join(command[1:])}")
+    definitions = job["AlgorithmSpecification"].get("MetricDefinitions") or []
+    metrics: dict[str, float] = {}
+    last_line = ""
+    process = subprocess.Popen(command, cwd=code_dir, env=environment, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    try:
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            log(line)
+            last_line = line.strip() or last_line
+            for definition in definitions:
+                found = re.search(definition["Regex"], line)
+                if found:
+                    with contextlib.suppress(IndexError, ValueError):
+                        metrics[definition["Name"]] = float(found.group(1))
+        status = process.wait()
+    finally:
+        if process.poll() is None:  # stopped (SIGTERM) while the script ran: it goes too
+            process.terminate()
+            process.wait()
+    if status != 0:
+        raise AlgorithmError(f"AlgorithmError: ExecuteUserScriptError: {program} exited with status {status}: "
+                             f"{last_line[:300]}")
+    return metrics
+
+
+# -- serving --------------------------------------------------------------------------------------
+
+class ScriptModel:
+    """A script-mode model: the user's handlers around the object their ``model_fn`` returned."""
+
+    algorithm = "script"
+
+    def __init__(self, module: Any, model: Any, program: str) -> None:
+        self.program, self.model = program, model
+        self.input_fn = getattr(module, "input_fn", default_input_fn)
+        self.predict_fn = getattr(module, "predict_fn", default_predict_fn)
+        self.output_fn = getattr(module, "output_fn", default_output_fn)
+
+    def transform(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        """input_fn → predict_fn → output_fn. Errors of input_fn are :class:`InputRejected`."""
+        try:
+            data = self.input_fn(body, content_type)
+        except Exception as exc:
+            raise InputRejected(f"{type(exc).__name__}: {exc}") from exc
+        result = self.output_fn(self.predict_fn(data, self.model), accept)
+        if isinstance(result, tuple):
+            result, accept = result[0], result[1]
+        return (result.encode() if isinstance(result, str) else bytes(result)), accept
+
+
+class InputRejected(ValueError):
+    """The script's input_fn refused the request body."""
+
+
+def default_input_fn(body: bytes, content_type: str) -> np.ndarray:
+    media = content_type.split(";")[0].strip().lower()
+    if media == "application/json":
+        return np.asarray(json.loads(body), dtype=np.float64)
+    if media == "text/csv":
+        return np.loadtxt(io.StringIO(body.decode()), delimiter=",", ndmin=2)
+    if media == "application/x-npy":
+        return np.load(io.BytesIO(body), allow_pickle=False)
+    raise ValueError(f"unsupported content type {content_type!r}")
+
+
+def default_predict_fn(data: Any, model: Any) -> Any:
+    return model.predict(data)
+
+
+def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
+    value = prediction.tolist() if isinstance(prediction, np.ndarray) else prediction
+    return json.dumps(value).encode(), "application/json"
+
+
+def load_script_model(model_dir: Path, environment: dict[str, str], s3: Any) -> ScriptModel:
+    """Import the model's script and call its ``model_fn`` (see the module docstring)."""
+    program = environment.get("SAGEMAKER_PROGRAM")
+    submit = environment.get("SAGEMAKER_SUBMIT_DIRECTORY", f"{CONTAINER_MODEL_DIR}/code")
+    if submit.startswith("s3://"):
+        code_dir = model_dir.parent / "code"
+        fetch_source(s3, submit, code_dir)
+    elif submit == CONTAINER_MODEL_DIR or submit.startswith(f"{CONTAINER_MODEL_DIR}/"):
+        code_dir = (model_dir / submit[len(CONTAINER_MODEL_DIR):].lstrip("/")).resolve()
+        if not code_dir.is_relative_to(model_dir.resolve()):
+            raise AlgorithmError(f"SAGEMAKER_SUBMIT_DIRECTORY {submit!r} points outside the model")
+    else:
+        raise AlgorithmError(f"SAGEMAKER_SUBMIT_DIRECTORY must be an s3:// tar.gz or under {CONTAINER_MODEL_DIR}, "
+                             f"not {submit!r}")
+    script = program_path(code_dir, program)
+    name = f"ferry_script_model_{next(_module_numbers)}"
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(code_dir))  # the toolkit puts the code directory on the path, for its other modules
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(code_dir))
+    if not callable(getattr(module, "model_fn", None)):
+        raise AlgorithmError(f"{program} has no model_fn(model_dir): the scikit-learn container needs one")
+    return ScriptModel(module, module.model_fn(str(model_dir)), program)
