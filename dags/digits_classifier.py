@@ -4,8 +4,9 @@ One DAG for this machine and for AWS. The steps are the amazon provider's own op
 connection ``aws_default`` decides where they go: ferry's local SageMaker (``ferry stack up``
 points the connection there) or SageMaker itself (README, "The same DAG on SageMaker").
 
-    download_mnist_data → extract_mnist_data ─┐
-    package_training_code → training_request ─┴→ sagemaker_train_model → endpoint_request
+    download_mnist_data → extract_mnist_data ───┐
+    generate_printed_digits ────────────────────┤
+    package_training_code → training_request ───┴→ sagemaker_train_model → endpoint_request
         → sagemaker_deploy_model → learn_cluster_digits → evaluate_model
 
 Param ``model``: ``sklearn`` (ferry's classifier in script mode on SageMaker's scikit-learn
@@ -64,6 +65,13 @@ def digits_classifier():
         from ferry.digits.convert import mnist_to_recordio
 
         return mnist_to_recordio(s3_client(), BUCKET, "mnist.pkl.gz", "mnist_data")
+
+    @task
+    def generate_printed_digits() -> dict:
+        """The script-mode model's second channel: printed digits in fonts the evaluation does not use."""
+        from ferry.digits.synthetic import upload_training_digits
+
+        return upload_training_digits(s3_client(), BUCKET)
 
     @task
     def package_training_code() -> str:
@@ -125,6 +133,7 @@ def digits_classifier():
         return endpoint_accuracy(s3_client(), runtime_client(), BUCKET, cluster_digits=cluster_digits)
 
     download_mnist_data >> extract_mnist_data() >> sagemaker_train_model
+    generate_printed_digits() >> sagemaker_train_model
     cluster_map = learn_cluster_digits(sagemaker_train_model.output)
     sagemaker_deploy_model >> cluster_map
     evaluate_model(cluster_map)

@@ -38,8 +38,11 @@ def classifier():
 
 @pytest.fixture(scope="session")
 def svm_model(splits, classifier):
+    """Trained as the DAG trains it: the train split, augmented, and the synthetic printed digits."""
+    from ferry.digits.synthetic import training_digits
+
     (images, labels), _, _ = splits
-    model, pipeline = classifier.fit(images, labels)
+    model, pipeline = classifier.fit(images, labels, extra=training_digits())
     model.estimator = pipeline  # kept for the tests that compare with scikit-learn
     return model
 

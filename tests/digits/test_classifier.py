@@ -19,11 +19,27 @@ from ferry.digits.code_bundle import FILES, PROGRAM, source_bundle
 from ferry.sagemaker.recordio import write_numpy_to_dense_tensor
 
 
-def test_reaches_the_accuracy_target_on_the_held_out_split(svm_model, splits):
+def test_accuracy_on_the_held_out_split(svm_model, splits):
+    """The issue's target is 0.98; this model measures 0.978 (11 of 500 wrong), so the floor here is 0.97."""
     _, _, (test_x, test_y) = splits
     accuracy = (svm_model.predict(test_x) == test_y).mean()
     print(f"\n  classifier test accuracy {accuracy:.3f}")
     assert accuracy >= 0.97
+
+
+def test_accuracy_on_digits_from_other_sources(svm_model):
+    """Pictures nobody trained on: printed digits in held-out font families, and 1,797 digits by
+    43 other writers (the UCI set), both through the API's preprocessing."""
+    from ferry.digits.sample_data import other_writers
+    from ferry.digits.synthetic import held_out_digits
+
+    printed_x, printed_y = held_out_digits()
+    writers_x, writers_y = other_writers()
+    printed = (svm_model.predict(printed_x) == printed_y).mean()
+    writers = (svm_model.predict(writers_x) == writers_y).mean()
+    print(f"\n  printed, held-out fonts: {printed:.3f} of {len(printed_y)}; other writers: {writers:.3f} of "
+          f"{len(writers_y)}")
+    assert printed >= 0.90 and writers >= 0.90
 
 
 def test_numpy_predictions_equal_scikit_learn(svm_model, splits, classifier):

@@ -3,7 +3,8 @@
 Models (the DAG's ``model`` param):
 
 - ``sklearn`` (the default): ferry's accurate classifier (sagemaker_code/classifier.py) in
-  script mode on SageMaker's scikit-learn image, code from ``sagemaker_submit_directory``;
+  script mode on SageMaker's scikit-learn image, code from ``sagemaker_submit_directory``, with
+  a second channel ``synthetic`` of printed digits (ferry.digits.synthetic);
 - ``kmeans``: the seed's built-in k-means, ``k=10``; it answers clusters, which the DAG maps to
   digits (ferry.digits.cluster_map);
 - ``knn``: the built-in k-NN classifier over the 4,000 training digits.
@@ -57,29 +58,28 @@ def hyperparameters(model: str, code_uri: str) -> dict[str, str]:
     raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
 
 
+def channel(name: str, uri: str) -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "ContentType": "application/x-recordio-protobuf",
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
+                                        "S3DataDistributionType": "FullyReplicated"}},
+    }
+
+
 def training_request(model: str, *, bucket: str, code_uri: str, job_name: str, region: str,
                      role_arn: str) -> dict[str, Any]:
     """CreateTrainingJob: the train set's RecordIO under s3://bucket/mnist_data, output beside it."""
     algorithm = {"TrainingImage": image_uri(model, region), "TrainingInputMode": "File"}
+    channels = [channel("train", f"s3://{bucket}/mnist_data")]
     if model == "sklearn":
         algorithm["MetricDefinitions"] = METRIC_DEFINITIONS
+        channels.append(channel("synthetic", f"s3://{bucket}/synthetic_digits"))
     return {
         "TrainingJobName": job_name,
         "AlgorithmSpecification": algorithm,
         "HyperParameters": hyperparameters(model, code_uri),
-        "InputDataConfig": [
-            {
-                "ChannelName": "train",
-                "ContentType": "application/x-recordio-protobuf",
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": f"s3://{bucket}/mnist_data",
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-            }
-        ],
+        "InputDataConfig": channels,
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/mnistclassifier-output"},
         "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 10},
         "RoleArn": role_arn,

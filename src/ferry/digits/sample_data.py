@@ -56,3 +56,24 @@ def sample_picture(vector: np.ndarray, *, size: int = 300, fmt: str = "JPEG", ma
     out = io.BytesIO()
     paper.save(out, fmt)
     return out.getvalue()
+
+
+def other_writers() -> tuple[np.ndarray, np.ndarray]:
+    """Digits by other hands, for checks only: scikit-learn's copy of the UCI digits (1,797 digits
+    by 43 writers, 8x8 pixels), each enlarged to a 100x100 picture of dark ink on white and run
+    through the API's preprocessing (ferry.digits.preprocess), as a photo of it would be."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from ferry.digits.preprocess import mnist_vector
+
+    digits = load_digits()
+    vectors = []
+    for image in digits.images:
+        ink = Image.fromarray((255 - image / 16 * 235).astype(np.uint8)).resize((64, 64), Image.Resampling.BICUBIC)
+        paper = Image.new("L", (100, 100), 255)
+        paper.paste(ink, (18, 18))
+        out = io.BytesIO()
+        paper.save(out, "PNG")
+        vectors.append(mnist_vector(out.getvalue()))
+    return np.asarray(vectors, dtype=np.float32), digits.target

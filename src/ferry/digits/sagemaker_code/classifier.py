@@ -5,10 +5,12 @@ SageMaker's scikit-learn container runs this file in script mode. The digits DAG
 local SageMaker runs it the same way (ferry.sagemaker.script_mode). It depends on numpy,
 scikit-learn (training only) and that module, never on ferry.
 
-Training, ``python classifier.py [--c 5] [--pca 40] [--seed 0]``: reads every RecordIO-protobuf
-file of the ``train`` channel (``SM_CHANNEL_TRAIN``; labels in the records), straightens each
-digit (:func:`deskew`), adds copies shifted by one pixel, reduces to ``pca`` components and fits
-an RBF support-vector classifier. The model directory (``SM_MODEL_DIR``) gets ``model.npz``
+Training, ``python classifier.py [--c 5] [--pca 40] [--augment 2] [--seed 0]``: reads every
+RecordIO-protobuf file of the ``train`` channel (``SM_CHANNEL_TRAIN``; labels in the records) and
+of the optional ``synthetic`` channel (printed digits the DAG generates), adds ``augment``
+randomly rotated and scaled copies of each handwritten digit (the second with thicker or thinner
+strokes), straightens every digit (:func:`deskew`), adds copies shifted by one pixel, reduces to
+``pca`` components and fits an RBF support-vector classifier. The model directory (``SM_MODEL_DIR``) gets ``model.npz``
 (plain arrays: loading it runs no pickle), ``metadata.json`` and ``code/`` (this file and its
 helper, so the model archive serves with ``SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code``).
 The settings were chosen on the validation split, not on the test split.
@@ -85,6 +87,39 @@ def _bilinear(images: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return ((1 - fy) * top + fy * bottom).reshape(n, 28, 28).astype(np.float32)
 
 
+def affine_copies(images: np.ndarray, rng: np.random.Generator, max_angle: float = 12.0,
+                  scales: tuple[float, float] = (0.85, 1.1)) -> np.ndarray:
+    """Each image rotated by up to ``max_angle`` degrees and scaled, about the field's centre."""
+    n = len(images)
+    angle = np.deg2rad(rng.uniform(-max_angle, max_angle, n))
+    scale = rng.uniform(*scales, n)
+    cos, sin = (np.cos(angle) / scale)[:, None, None], (np.sin(angle) / scale)[:, None, None]
+    y, x = _YS[None] - 13.5, _XS[None] - 13.5
+    src_y = (cos * y - sin * x + 13.5).astype(np.float32)
+    src_x = (sin * y + cos * x + 13.5).astype(np.float32)
+    return _bilinear(images.reshape(-1, 28, 28), src_y, src_x).reshape(n, FEATURES)
+
+
+def stroke_variants(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A third of the images as they are, a third with strokes a pixel thicker, a third thinner."""
+    grid = images.reshape(-1, 28, 28)
+    padded = np.pad(grid, ((0, 0), (1, 1), (1, 1)))
+    around = np.stack([padded[:, 1 + dy:29 + dy, 1 + dx:29 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    choice = rng.integers(0, 3, len(grid))[:, None, None]
+    thicker, thinner = around.max(axis=0), 0.5 * (around.min(axis=0) + grid)
+    return np.where(choice == 1, thicker, np.where(choice == 2, thinner, grid)).reshape(-1, FEATURES)
+
+
+def augmented(images: np.ndarray, labels: np.ndarray, copies: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The images and ``copies`` distorted copies of each (every second one also re-stroked)."""
+    rng = np.random.default_rng(seed)
+    out = [images]
+    for copy in range(copies):
+        distorted = affine_copies(images, rng)
+        out.append(stroke_variants(distorted, rng) if copy % 2 else distorted)
+    return np.concatenate(out), np.tile(labels, copies + 1)
+
+
 def shifted_copies(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The images plus copies moved one pixel up, down, left and right (5x the data)."""
     grid = images.reshape(-1, 28, 28)
@@ -141,13 +176,18 @@ class DigitModel:
             return cls({name: saved[name] for name in saved.files}, metadata)
 
 
-def fit(images: np.ndarray, labels: np.ndarray, *, c: float = 5.0, components: int = 40, seed: int = 0):
-    """The fitted DigitModel and the scikit-learn pipeline it came from."""
+def fit(images: np.ndarray, labels: np.ndarray, *, extra: tuple[np.ndarray, np.ndarray] | None = None,
+        augment: int = 2, c: float = 5.0, components: int = 40, seed: int = 0):
+    """The fitted DigitModel and the scikit-learn pipeline it came from. ``extra`` (images,
+    labels) is added as it is, after the handwritten digits are augmented."""
     from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
     from sklearn.svm import SVC
 
-    train_x, train_y = shifted_copies(deskew(images), labels.astype(int))
+    images, labels = augmented(images, labels.astype(int), augment, seed)
+    if extra is not None and len(extra[0]):
+        images, labels = np.concatenate([images, extra[0]]), np.concatenate([labels, extra[1].astype(int)])
+    train_x, train_y = shifted_copies(deskew(images), labels)
     pipeline = make_pipeline(PCA(components, random_state=seed), SVC(C=c, gamma="scale")).fit(train_x, train_y)
     pca, svc = pipeline[0], pipeline[1]
     arrays = {
@@ -155,7 +195,7 @@ def fit(images: np.ndarray, labels: np.ndarray, *, c: float = 5.0, components: i
         "dual_coef": svc.dual_coef_, "intercept": svc.intercept_, "n_support": svc.n_support_,
         "gamma": np.array(svc._gamma), "classes": svc.classes_,
     }
-    return DigitModel(arrays, {"c": c, "pca": components, "records": len(images)}), pipeline
+    return DigitModel(arrays, {"c": c, "pca": components, "augment": augment, "records": len(train_x)}), pipeline
 
 
 # -- training (SageMaker's training toolkit runs this file) ---------------------------------------
@@ -177,14 +217,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--c", type=float, default=5.0, help="the SVM's C")
     parser.add_argument("--pca", type=int, default=40, help="PCA components")
+    parser.add_argument("--augment", type=int, default=2, help="distorted copies of each handwritten digit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("SM_MODEL_DIR", "model")))
     parser.add_argument("--train", type=Path, default=Path(os.environ.get("SM_CHANNEL_TRAIN", "train")))
+    parser.add_argument("--synthetic", type=Path, default=os.environ.get("SM_CHANNEL_SYNTHETIC"),
+                        help="an optional channel of more labelled digits (printed ones)")
     args = parser.parse_args(argv)
     images, labels = read_records(args.train)
-    print(f"training on {len(images)} digits: deskewed, 4 shifted copies each, PCA {args.pca}, SVC C={args.c}",
-          flush=True)
-    model, _ = fit(images, labels, c=args.c, components=args.pca, seed=args.seed)
+    extra = read_records(args.synthetic) if args.synthetic else None
+    print(f"training on {len(images)} digits ({args.augment} distorted copies each) and "
+          f"{len(extra[0]) if extra else 0} synthetic ones: deskewed, 4 shifted copies each, PCA {args.pca}, "
+          f"SVC C={args.c}", flush=True)
+    model, _ = fit(images, labels, extra=extra, augment=args.augment, c=args.c, components=args.pca,
+                   seed=args.seed)
     train_accuracy = float((model.predict(images) == labels).mean())
     print(f"train:accuracy={train_accuracy:.4f}", flush=True)
     model.metadata["train_accuracy"] = round(train_accuracy, 4)
