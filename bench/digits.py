@@ -58,6 +58,7 @@ def bench_digits(stack) -> list[str]:
     from ferry.digits.convert import mnist_to_recordio
     from ferry.digits.evaluate import endpoint_accuracy, learn_cluster_digits
     from ferry.digits.sample_data import SAMPLE_KEY, mnist_splits, sample_picture
+    from ferry.digits.synthetic import upload_training_digits
     from ferry.sagemaker.endpoint_server import deploy_model
     from ferry.sagemaker.recordio import write_numpy_to_dense_tensor
 
@@ -66,6 +67,7 @@ def bench_digits(stack) -> list[str]:
                    CopySource={"Bucket": "sagemaker-sample-data-eu-west-1", "Key": SAMPLE_KEY})
     mnist_to_recordio(s3, BUCKET, "mnist.pkl.gz", "mnist_data")
     code_uri = upload_source_bundle(s3, BUCKET)
+    upload_training_digits(s3, BUCKET)
     _, _, (test_x, _) = mnist_splits()
     lines = ["### Digits: training jobs on the local control plane (4,000 digits, S3 in and out) and held-out "
              "accuracy of the live endpoint (500)",

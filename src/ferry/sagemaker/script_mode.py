@@ -25,9 +25,9 @@ accept)``, with the toolkit's defaults (JSON, csv, npy without pickle) for the o
 
 Whose code runs: the script is code the job's or the model's creator chose, as on SageMaker;
 only the stack's key pair can create either (the control plane checks SigV4, the endpoint
-server accepts deploys from the control plane only). It runs in the training job's own worker
-process; at serving, inside the endpoint server (no container here), where an exception in it
-fails only its own request or deploy.
+server accepts deploys signed with it only). It runs in the training job's own worker process;
+at serving, inside the endpoint server (no container here), where an exception in it fails
+only its own request or deploy.
 """
 
 from __future__ import annotations
@@ -189,7 +189,13 @@ def run_training_script(job: dict[str, Any], s3: Any, root: Path, channels: list
 # -- serving --------------------------------------------------------------------------------------
 
 class ScriptModel:
-    """A script-mode model: the user's handlers around the object their ``model_fn`` returned."""
+    """A script-mode model: the user's handlers around the object their ``model_fn`` returned.
+
+    ``row_batching``: the script's module says ``ROW_BATCHING = True`` when its ``predict_fn``
+    answers each row of an array on its own (as scikit-learn's ``predict`` does). Then the
+    endpoint server may hand it the rows of several requests at once and split the answer by
+    rows; SageMaker ignores the flag. Without it, every request is predicted alone.
+    """
 
     algorithm = "script"
 
@@ -198,17 +204,27 @@ class ScriptModel:
         self.input_fn = getattr(module, "input_fn", default_input_fn)
         self.predict_fn = getattr(module, "predict_fn", default_predict_fn)
         self.output_fn = getattr(module, "output_fn", default_output_fn)
+        self.row_batching = getattr(module, "ROW_BATCHING", False) is True
 
-    def transform(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        """input_fn → predict_fn → output_fn. Errors of input_fn are :class:`InputRejected`."""
+    def read(self, body: bytes, content_type: str) -> Any:
+        """input_fn; whatever it raises becomes :class:`InputRejected` (the caller's fault, a 4xx)."""
         try:
-            data = self.input_fn(body, content_type)
+            return self.input_fn(body, content_type)
         except Exception as exc:
-            raise InputRejected(f"{type(exc).__name__}: {exc}") from exc
-        result = self.output_fn(self.predict_fn(data, self.model), accept)
+            raise InputRejected(f"{type(exc).__name__}: {exc}") from None
+
+    def predict(self, data: Any) -> Any:
+        return self.predict_fn(data, self.model)
+
+    def write(self, prediction: Any, accept: str) -> tuple[bytes, str]:
+        result = self.output_fn(prediction, accept)
         if isinstance(result, tuple):
             result, accept = result[0], result[1]
         return (result.encode() if isinstance(result, str) else bytes(result)), accept
+
+    def transform(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        """input_fn → predict_fn → output_fn, for one request."""
+        return self.write(self.predict(self.read(body, content_type)), accept)
 
 
 class InputRejected(ValueError):

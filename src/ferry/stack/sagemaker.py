@@ -47,6 +47,13 @@ class SageMakerService(PidFileService):
 class EndpointService(ProcessService):
     name = "endpoint"
 
+    def environment(self) -> dict[str, str]:
+        # One BLAS thread: the server predicts small batches on its event loop, and BLAS's own
+        # threads spinning beside it (and beside the clients) halved its throughput and doubled
+        # its p99 at 16 clients on two cores (bench/RESULTS.md).
+        single = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        return {**super().environment(), **single}
+
     @property
     def registry(self) -> Path:
         return self.settings.data("endpoint") / "endpoints.json"

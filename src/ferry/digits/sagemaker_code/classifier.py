@@ -37,6 +37,9 @@ import numpy as np
 import sagemaker_recordio
 
 FEATURES = 784
+#: predict_fn answers each row on its own: ferry's endpoint server may predict the rows of
+#: several requests in one call (SageMaker ignores this).
+ROW_BATCHING = True
 MODEL_FILE, METADATA_FILE = "model.npz", "metadata.json"
 _YS, _XS = np.mgrid[:28, :28].astype(np.float32)
 
