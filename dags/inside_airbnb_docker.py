@@ -4,23 +4,42 @@ Run it after inside_airbnb has exported the snapshots. The image is built on thi
 `ferry stack up --docker` (docker/numbercruncher.Dockerfile on a Debian base); the engine is
 DOCKER_HOST's, which `ferry stack env` sets. S3 settings come from the aws_default connection,
 not from this file; the results go beside the in-process cruncher's, under results/docker/.
+
+    remove_leftover_containers → crunch_numbers
 """
 
 from __future__ import annotations
 
 import pendulum
 from airflow.providers.docker.operators.docker import DockerOperator
-from airflow.sdk import Param, dag
+from airflow.sdk import Param, dag, task
+
+from ferry.airbnb.containers import task_label
 
 
 @dag(schedule=None, start_date=pendulum.datetime(2015, 4, 1, tz="UTC"), catchup=False,
+     max_active_runs=1,  # so that any container labelled for this DAG is a leftover
      tags=["ferry", "seed", "inside-airbnb", "docker"],
      params={"bucket": Param("inside-airbnb", type="string"),
              "prefix": Param("listing-", type="string"),
              "results_prefix": Param("results/docker/", type="string")})
 def inside_airbnb_docker():
-    DockerOperator(
+    @task
+    def remove_leftover_containers(dag=None) -> list[str]:
+        """Containers of a crunch_numbers whose task process was killed outright (see ferry.airbnb.containers)."""
+        import docker
+
+        from ferry.airbnb.containers import remove_leftovers
+
+        client = docker.from_env()  # DOCKER_HOST, as DockerOperator's default
+        try:
+            return remove_leftovers(client, dag.dag_id, "crunch_numbers")
+        finally:
+            client.close()
+
+    remove_leftover_containers() >> DockerOperator(
         task_id="crunch_numbers",
+        labels=task_label("inside_airbnb_docker", "crunch_numbers"),
         image="ferry/numbercruncher:latest",
         api_version="auto",
         # Removed whatever happened (its log lines are already in the task log), also when the

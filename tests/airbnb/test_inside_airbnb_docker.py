@@ -76,6 +76,12 @@ def test_images_are_built_once_and_reused(stack, engine):
 
 
 def test_container_results_equal_the_in_process_cruncher(stack, engine, airflow_db, s3, prefix):
+    from ferry.airbnb.containers import task_label
+
+    # A container of an earlier run whose task process was killed outright (kill -9): still
+    # running, and removed by the next run before it starts its own.
+    leftover = engine.containers.run(CRUNCHER_IMAGE, entrypoint=["sleep", "600"], detach=True,
+                                     labels=task_label("inside_airbnb_docker", "crunch_numbers"))
     done = dags_test({"prefix": f"{prefix}listing-", "results_prefix": f"{prefix}docker/"})
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
@@ -86,6 +92,7 @@ def test_container_results_equal_the_in_process_cruncher(stack, engine, airflow_
     # The container's own output is in the task log; the secret key is not, anywhere.
     assert '"objects_read": 12' in output
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in output
+    assert leftover.short_id in output  # the sweep named what it removed
     assert leftover_containers(engine) == []
 
 
