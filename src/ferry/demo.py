@@ -63,13 +63,12 @@ def demo_transfers(stack: Stack) -> list[str]:
     objects = s3.list_objects_v2(Bucket="inside-airbnb", Prefix="example/").get("Contents", [])
     sftp_path = "ferry-drop/inside-airbnb/listing-2019-12-07.csv"
     size = SFTPHook(ssh_conn_id="sftp_default").get_conn().stat(sftp_path).st_size
-    exported = s3.head_object(Bucket="inside-airbnb", Key="example/reviews-2019-12-07.jsonl.gz")
     lines = [f"transfers_example ({seconds:.0f} s): {rows:,} listings rows in PostgreSQL, {reviews:,} reviews in "
              "MongoDB; one day exported"]
-    lines += [f"  s3://inside-airbnb/{o['Key']}  {o['Size']:,} bytes" for o in objects]
+    lines += [f"  s3://inside-airbnb/{o['Key']}  {o['Size']:,} bytes"
+              + ("  (MongoDB reviews up to that day, gzip JSON lines)" if "reviews" in o["Key"] else "")
+              for o in objects]
     lines += [f"  sftp://{stack.settings.host}:{stack.settings.ports['sshd']}/~/{sftp_path}  {size:,} bytes",
-              f"  reviews_to_s3: MongoDB reviews up to 2019-12-07 → gzip JSON lines, {exported['ContentLength']:,} "
-              "bytes",
               f"  log: {log_file}"]
     return lines
 
