@@ -39,7 +39,6 @@ import logging
 import os
 import re
 import shutil
-import tarfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -228,29 +227,11 @@ class _RowPredictor:
 
 def fetch_artifact(s3: Any, model_data_url: str, directory: Path, *, max_bytes: int = MAX_ARTIFACT_BYTES,
                    max_expanded: int = MAX_EXPANDED_BYTES) -> None:
-    """Download ``model.tar.gz`` and unpack it into ``directory``: within the size caps, no member
-    outside ``directory``, no links, devices or setuid bits (tarfile's ``data`` filter)."""
-    from ferry.sagemaker.worker import split_s3_uri
+    """Download ``model.tar.gz`` and unpack it into ``directory``, within the size caps (ferry.sagemaker.archives)."""
+    from ferry.sagemaker.archives import fetch_tar_gz
 
-    bucket, key = split_s3_uri(model_data_url)
-    size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
-    if size > max_bytes:
-        raise ValueError(f"the model archive is {size:,} bytes; at most {max_bytes:,} are accepted")
-    directory.mkdir(parents=True)
-    archive = directory.parent / f"{directory.name}.tar.gz"
-    try:
-        s3.download_file(bucket, key, str(archive))
-        with tarfile.open(archive) as tar:
-            members = tar.getmembers()
-            expanded = sum(member.size for member in members)
-            if expanded > max_expanded:
-                raise ValueError(f"the model archive expands to {expanded:,} bytes; at most {max_expanded:,} "
-                                 "are accepted")
-            tar.extractall(directory, members=members, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ValueError(f"the model archive is not a readable tar.gz: {type(exc).__name__}: {exc}") from None
-    finally:
-        archive.unlink(missing_ok=True)
+    fetch_tar_gz(s3, model_data_url, directory, what="the model archive", max_bytes=max_bytes,
+                 max_expanded=max_expanded)
 
 
 def load_servable(s3: Any, model_data_url: str, image: str | None, environment: dict[str, str],

@@ -41,7 +41,6 @@ import os
 import re
 import subprocess
 import sys
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,32 +64,18 @@ def hyperparameter_value(raw: str) -> Any:
         return raw
 
 
-def extract_bundle(archive: Path, directory: Path, *, what: str) -> None:
-    """Unpack a tar.gz of code or a model safely: no member outside ``directory``, no links out, no devices."""
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(directory, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise AlgorithmError(f"ClientError: {what} is not a usable tar.gz: {type(exc).__name__}: {exc}") from None
-
-
 def fetch_source(s3: Any, uri: str, directory: Path) -> None:
-    """Download and unpack the ``s3://`` source bundle ``uri`` into ``directory``."""
-    from ferry.sagemaker.worker import split_s3_uri
+    """Download and unpack the ``s3://`` source bundle ``uri`` into ``directory`` (ferry.sagemaker.archives)."""
+    from ferry.sagemaker.archives import fetch_tar_gz
 
-    bucket, key = split_s3_uri(uri)
     try:
-        size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        fetch_tar_gz(s3, uri, directory, what=f"the source bundle {uri}", max_bytes=MAX_SOURCE_BYTES)
+    except AlgorithmError:
+        raise
+    except ValueError as exc:
+        raise AlgorithmError(f"ClientError: {exc}") from None
     except Exception as exc:
         raise AlgorithmError(f"ClientError: cannot read the source bundle {uri}: {exc}") from None
-    if size > MAX_SOURCE_BYTES:
-        raise AlgorithmError(f"ClientError: the source bundle {uri} is {size:,} bytes; at most "
-                             f"{MAX_SOURCE_BYTES:,} are accepted")
-    archive = directory.parent / f"{directory.name}.tar.gz"
-    s3.download_file(bucket, key, str(archive))
-    extract_bundle(archive, directory, what=f"the source bundle {uri}")
-    archive.unlink()
 
 
 def program_path(code_dir: Path, program: Any) -> Path:
