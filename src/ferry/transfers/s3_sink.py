@@ -146,6 +146,16 @@ def part_key_pattern(s3_key: str) -> re.Pattern[str]:
     return re.compile(re.escape(part_key(s3_key, 0).replace("00000", marker)).replace(marker, r"(\d{5})") + "$")
 
 
+@dataclass(frozen=True)
+class CommitOutcome:
+    """What an export has done to its keys so far (see :meth:`S3Output.outcome`)."""
+
+    written: list[str]
+    unanswered: str | None
+    not_written: list[str]
+    stale_not_deleted: list[str] | None  # None: not listed yet
+
+
 @dataclass
 class S3Output:
     """The files of one export: a single key, or numbered parts when ``split`` is on."""
@@ -164,6 +174,10 @@ class S3Output:
         check_upload_settings(self.part_size, self.concurrency)
         self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="s3-part")
         self._slots = threading.Semaphore(self.concurrency)
+        self._completed: list[str] = []  # keys whose CompleteMultipartUpload succeeded, in order
+        self._unanswered: str | None = None  # the key whose completion got no answer
+        self._stale: list[str] | None = None  # parts of an earlier, larger run; None until listed
+        self._deleted: list[str] = []
 
     # -- checks before any data moves ---------------------------------------------------------
 
@@ -256,22 +270,25 @@ class S3Output:
         return self.files[-1] if self.files else self.next_file()
 
     def commit(self) -> dict[str, Any]:
-        """Make every file visible, delete parts a larger earlier run left, return the manifest."""
+        """Make every file visible, delete parts a larger earlier run left, return the manifest.
+
+        S3 cannot make several objects visible at once: files are completed one after another,
+        and each one completed (and each stale part deleted) is recorded, so that a failure half
+        way can say which keys hold this run's data (:meth:`outcome`).
+        """
         try:
             self.current.finish()
+            stale = self._stale_part_keys()
             for file in self.files:
-                file.complete()
+                self._complete(file)
         finally:
             self._executor.shutdown()
-        stale = []
-        if self.split:
-            written = {f.key for f in self.files}
-            stale = [k for k, i in self._existing_part_keys().items() if i >= len(self.files) and k not in written]
-            for start in range(0, len(stale), 1000):
-                self.client.delete_objects(
-                    Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": k} for k in stale[start : start + 1000]], "Quiet": True},
-                )
+        for start in range(0, len(stale), 1000):
+            batch = stale[start : start + 1000]
+            self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            )
+            self._deleted += batch
         return {
             "bucket": self.bucket,
             "files": [{"key": f.key, "rows": f.rows, "bytes": f.bytes} for f in self.files],
@@ -280,16 +297,54 @@ class S3Output:
             "deleted_stale_parts": sorted(stale),
         }
 
+    def _stale_part_keys(self) -> list[str]:
+        """Parts beyond this run's last, left by an earlier, larger run (listed before any completes)."""
+        if not self.split:
+            self._stale = []
+            return []
+        written = {f.key for f in self.files}
+        stale = [k for k, i in self._existing_part_keys().items() if i >= len(self.files) and k not in written]
+        self._stale = sorted(stale)
+        return self._stale
+
+    def _complete(self, file: MultipartObject) -> None:
+        """Complete one file's upload; a failure S3 may have acted on leaves the file unanswered."""
+        from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+
+        try:
+            file.complete()
+        except (ClientError, EndpointConnectionError, ConnectTimeoutError):
+            raise  # S3 refused it, or was never reached: not completed
+        except BaseException:
+            self._unanswered = file.key
+            raise
+        self._completed.append(file.key)
+
+    def outcome(self) -> CommitOutcome:
+        """Which keys this run has written so far, which not, and which stale parts remain."""
+        done = set(self._completed) | {self._unanswered}
+        stale = None if self._stale is None else [k for k in self._stale if k not in set(self._deleted)]
+        return CommitOutcome(
+            written=list(self._completed),
+            unanswered=self._unanswered,
+            not_written=[f.key for f in self.files if f.key not in done],
+            stale_not_deleted=stale,
+        )
+
     def abort(self) -> bool:
-        """Abort every upload of this run: no object of it becomes visible.
+        """Abort every upload of this run not completed: no more of its objects become visible.
 
         Returns False if S3 refused or did not answer; the next run aborts what is left.
         """
         aborted = True
         try:
             for file in self.files:
+                if file.key in self._completed:
+                    continue
                 try:
                     file.abort()
+                    if file.key == self._unanswered:
+                        self._unanswered = None  # an upload that can be aborted was not completed
                 except Exception as exc:
                     aborted = False
                     log.warning("could not abort the multipart upload of s3://%s/%s (%s); the next run of this "

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ferry.transfers.failures import SourceChanged
+
 #: Chunk handed from the S3 reader thread to the SFTP writer, and how many may wait.
 CHUNK = 8 * 1024 * 1024
 QUEUE_DEPTH = 4
@@ -105,7 +107,9 @@ def put_atomically(sftp: Any, chunks: Iterable[bytes], path: str, expected_size:
                 written += len(chunk)
         size = sftp.stat(tmp).st_size
         if size != written or (expected_size is not None and size != expected_size):
-            raise OSError(f"size check failed for {path}: expected {expected_size}, wrote {written}, found {size}")
+            raise SourceChanged(f"the size check failed for sftp:{path}: {written:,} bytes were sent of the "
+                                f"{expected_size if expected_size is not None else written:,} expected, and the "
+                                f"file holds {size:,}")
         sftp.posix_rename(tmp, path)
     except BaseException:
         # With the connection gone this fails too; the next run overwrites the file.

@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
-from ferry.transfers.failures import export_failure
+from ferry.transfers.failures import SourceChanged, export_failure
 from ferry.transfers.lineage import Dataset, LineageMixin, wrote_to_s3
 from ferry.transfers.progress import Progress
 from ferry.transfers.s3_sink import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, check_upload_settings
@@ -29,6 +29,13 @@ class SFTPToS3Operator(LineageMixin, BaseOperator):
     few windows and parts. An object becomes visible only when its whole file has been read
     (CompleteMultipartUpload): a dead connection leaves no object at the key, and a run that
     loses S3 has its open upload aborted by the next run.
+
+    A file must not change while it is copied: its size and mtime are taken on the open handle
+    before reading and again after, and one byte past the end is asked for. A file written,
+    truncated or rewritten meanwhile fails the task (it is not retried here: Airflow's retries
+    re-run it once the writer is done) and leaves no object. SFTP mtimes are whole seconds, so a
+    same-size rewrite within the second the read began cannot be told; deliver files under a
+    temporary name and rename them when complete to be sure.
 
     :param sftp_path: a file, or a directory ending in ``/`` to copy every regular file under
         it, recursively (templated).
@@ -75,8 +82,8 @@ class SFTPToS3Operator(LineageMixin, BaseOperator):
         namespace = f"sftp://{hook.remote_host}:{hook.port or 22}"
         with hook.get_conn() as ssh, ssh.open_sftp() as sftp:
             plan = self._plan(sftp)
-            for path, key, size in plan:
-                self._copy(sftp, path, key, size, done=len(files), of=len(plan))
+            for path, key, _size in plan:
+                size = self._copy(sftp, path, key, done=len(files), of=len(plan))
                 files.append({"sftp_path": path, "s3_key": key, "bytes": size})
         self.emit_asset_events(context, wrote_to_s3(
             self.s3_bucket, [f["s3_key"] for f in files], [Dataset(namespace, f["sftp_path"]) for f in files],
@@ -99,8 +106,11 @@ class SFTPToS3Operator(LineageMixin, BaseOperator):
             raise AirflowException(f"no files under sftp:{self.sftp_path}")
         return sorted(plan)
 
-    def _copy(self, sftp: Any, path: str, key: str, size: int, *, done: int, of: int) -> None:
-        """One file into one object, after ``done`` of ``of`` files; a failure says what was written."""
+    def _copy(self, sftp: Any, path: str, key: str, *, done: int, of: int) -> int:
+        """One file into one object, after ``done`` of ``of`` files; a failure says what was written.
+
+        Returns the bytes copied: the file's size when it was opened.
+        """
         import mimetypes
 
         from ferry.transfers.s3_target import open_s3_output
@@ -112,12 +122,12 @@ class SFTPToS3Operator(LineageMixin, BaseOperator):
         progress = Progress(self.log, f"sftp:{path} → s3://{self.s3_bucket}/{key}")
         try:
             with sftp.open(path, "rb") as remote:
+                opened = remote.stat()
                 file = output.current
-                for window in prefetched(_windows(remote, size), depth=2):
+                for window in prefetched(_snapshot(remote, path, opened), depth=2):
                     file.write(window)
                     progress.add(0, len(window))
-            if file.bytes != size:
-                raise OSError(f"size check failed for sftp:{path}: expected {size} bytes, read {file.bytes}")
+                check_unchanged(remote, path, opened, read=file.bytes)
             output.commit()
         except BaseException as exc:
             earlier = f"; {done} earlier files are complete in S3" if done else ""
@@ -127,14 +137,77 @@ class SFTPToS3Operator(LineageMixin, BaseOperator):
                 raise
             raise AirflowException(message) from exc
         self.log.info("done: %s", progress.summary())
+        return file.bytes
+
+
+def _snapshot(remote: Any, path: str, opened: Any) -> Iterator[bytes]:
+    """The file's bytes as of ``opened``; a read that fails because the file changed says so.
+
+    A file truncated under us answers a read past its new end with SFTP's EOF status, which
+    paramiko raises as EOFError: that is the file changing, not SFTP failing.
+    """
+    try:
+        yield from _windows(remote, opened.st_size)
+    except (EOFError, OSError) as exc:
+        try:
+            _raise_if_changed(remote, path, opened, probe=False)
+        except SourceChanged as changed:
+            raise changed from exc
+        except Exception:
+            pass  # the connection is gone too: the read's own error says so
+        raise
+
+
+def check_unchanged(remote: Any, path: str, opened: Any, *, read: int) -> None:
+    """Raise :class:`SourceChanged` unless the file is as it was when opened and all of it was read."""
+    _raise_if_changed(remote, path, opened, probe=True)
+    if read != opened.st_size:
+        raise SourceChanged(f"sftp:{path} gave {read:,} of the {opened.st_size:,} bytes it had when opened, and did "
+                            "not change (size check failed)")
+
+
+def _raise_if_changed(remote: Any, path: str, opened: Any, *, probe: bool) -> None:
+    """Two requests: the handle's attributes now, and (``probe``) a read past the size at open.
+
+    The probe only after a read that went through: a failed ``readv`` leaves paramiko waiting for
+    prefetch answers that never come, and the attributes tell a truncation anyway.
+    """
+    now = remote.stat()
+    grown = False
+    if probe:
+        remote.seek(opened.st_size)
+        grown = bool(remote.read(1))
+    if now.st_size == opened.st_size and now.st_mtime == opened.st_mtime and not grown:
+        return
+    size = (f"size {opened.st_size:,} bytes" if now.st_size == opened.st_size
+            else f"size {opened.st_size:,} → {now.st_size:,} bytes")
+    mtime = (f"mtime {_when(opened.st_mtime)}" if now.st_mtime == opened.st_mtime
+             else f"mtime {_when(opened.st_mtime)} → {_when(now.st_mtime)}")
+    more = f", more data past byte {opened.st_size:,}" if grown and now.st_size <= opened.st_size else ""
+    raise SourceChanged(f"sftp:{path} changed while it was read ({size}, {mtime}{more})")
+
+
+def _when(mtime: int | None) -> str:
+    from datetime import UTC, datetime
+
+    return "unknown" if mtime is None else datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _windows(remote: Any, size: int) -> Iterator[bytes]:
-    """The file's bytes, one window of pipelined read requests (``readv``) at a time."""
+    """The file's bytes, one window of pipelined read requests (``readv``) at a time.
+
+    A short answer means the file got shorter: reading stops there (asking paramiko for more
+    would wait for prefetched data that never comes) and raises EOFError.
+    """
     for start in range(0, size, WINDOW):
         end = min(start + WINDOW, size)
         requests = [(offset, min(READ_REQUEST, end - offset)) for offset in range(start, end, READ_REQUEST)]
-        yield b"".join(remote.readv(requests))
+        window = []
+        for (offset, length), data in zip(requests, remote.readv(requests), strict=False):
+            window.append(data)
+            if len(data) < length:
+                raise EOFError(f"sftp read ended at byte {offset + len(data):,} of {size:,}")
+        yield b"".join(window)
 
 
 def _walk(sftp: Any, directory: str) -> Iterator[tuple[str, int]]:
