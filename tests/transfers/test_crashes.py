@@ -177,3 +177,64 @@ def test_sshd_killed_mid_upload_from_sftp(stack, s3, bucket, tmp_path: Path):
     stack.up(["sshd"], echo=lambda line: None)
     copy()
     assert s3.head_object(Bucket=bucket, Key="in/big.bin")["ContentLength"] == 400 * MiB
+
+
+#: Rows per csv object of the S3ToPostgres crash tests: 3 objects of about 24 MB.
+CRASH_ROWS = 600_000
+
+
+def slow_load(bucket: str, table: str) -> dict:
+    from ferry.transfers import S3ToPostgresOperator
+
+    return S3ToPostgresOperator(task_id="load", s3_bucket=bucket, s3_key="crash/", postgres_conn_id="inside_airbnb",
+                                table=table, truncate=True).execute({})
+
+
+def crash_load_setup(pg, s3, bucket: str, table: str) -> None:
+    """``table`` holding 3 earlier rows, made slow to load (a ``pg_sleep`` trigger, see
+    ``slow_table``), and 3 csv objects under ``crash/`` to load into it."""
+    from tests.transfers.test_s3_to_postgres import csv_rows, slow_table
+
+    slow_table(pg, table, pause=0.3, every=50_000)
+    pg.execute(f"INSERT INTO {table} SELECT g, 'before' FROM generate_series(1, 3) AS g")
+    for n in range(3):
+        s3.put_object(Bucket=bucket, Key=f"crash/{n}.csv", Body=b"id,word\n" + csv_rows(n * CRASH_ROWS + 1, CRASH_ROWS))
+
+
+def test_postgres_killed_mid_load(stack, pg, s3, bucket):
+    from tests.transfers.test_s3_to_postgres import copy_progress
+
+    crash_load_setup(pg, s3, bucket, "crash_load")
+    thread, outcome = run_in_thread(lambda: slow_load(bucket, "crash_load"))
+    wait_for(lambda: copy_progress(pg, "crash_load") > 0, thread, outcome)
+    postgres = stack.service("postgres")
+    kill_tree(int((postgres.pgdata / "postmaster.pid").read_text().split()[0]))
+    thread.join(timeout=300)
+    stack.up(["postgres"], echo=lambda line: None)  # what `ferry stack up` does; first, for the tests after
+    assert_one_line_failure(outcome, "lost the PostgreSQL connection after 0 of 3 objects",
+                            "nothing was loaded into crash_load (the transaction was never committed)")
+    with postgres.connect("inside_airbnb", autocommit=True) as again:
+        assert again.execute("SELECT id, word FROM crash_load ORDER BY id").fetchall() == [
+            (1, "before"), (2, "before"), (3, "before")]
+        again.execute("DROP TRIGGER pause ON crash_load")
+        assert slow_load(bucket, "crash_load")["rows"] == 3 * CRASH_ROWS
+        assert again.execute("SELECT count(*), max(id) FROM crash_load").fetchone() == (3 * CRASH_ROWS,) * 2
+
+
+def test_s3_killed_mid_load(stack, pg, s3, bucket):
+    from tests.transfers.test_s3_to_postgres import copy_progress
+
+    crash_load_setup(pg, s3, bucket, "crash_load_s3")
+    thread, outcome = run_in_thread(lambda: slow_load(bucket, "crash_load_s3"))
+    wait_for(lambda: copy_progress(pg, "crash_load_s3") > 0, thread, outcome)
+    kill_tree(int(stack.service("s3").pid_file.read_text()))
+    thread.join(timeout=300)
+    stack.up(["s3"], echo=lambda line: None)
+    # Mid-object or at the next object's GET, as buffers fall: either way the load stops there.
+    assert_one_line_failure(outcome, "S3 failed after ", " of 3 objects (",
+                            "nothing was loaded into crash_load_s3 (the transaction was rolled back)")
+    assert pg.execute("SELECT id, word FROM crash_load_s3 ORDER BY id").fetchall() == [
+        (1, "before"), (2, "before"), (3, "before")]
+    pg.execute("DROP TRIGGER pause ON crash_load_s3")
+    assert slow_load(bucket, "crash_load_s3")["rows"] == 3 * CRASH_ROWS
+    assert pg.execute("SELECT count(*), max(id) FROM crash_load_s3").fetchone() == (3 * CRASH_ROWS,) * 2

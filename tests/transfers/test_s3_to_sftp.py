@@ -10,6 +10,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers import S3ToSFTPOperator
+from ferry.transfers.failures import SourceChanged
 from ferry.transfers.sftp_sink import put_atomically
 
 pytestmark = pytest.mark.integration
@@ -72,7 +73,7 @@ def test_interrupted_stream_leaves_no_file_and_keeps_the_old_one(stack, tmp_path
     with SSHHook(ssh_conn_id="sftp_default").get_conn() as ssh, ssh.open_sftp() as sftp:
         with pytest.raises(ConnectionError):
             put_atomically(sftp, broken(), str(target), expected_size=2_000_000)
-        with pytest.raises(OSError, match="size check failed"):
+        with pytest.raises(SourceChanged, match="size check failed"):
             put_atomically(sftp, iter([b"short"]), str(target), expected_size=10)
     assert target.read_text() == "old content"
     assert os.listdir(tmp_path) == ["keep.txt"]
@@ -175,3 +176,38 @@ def test_single_object_named_dot_dot_is_refused(hostile_s3, bucket, tmp_path):
     with pytest.raises(AirflowException, match="would be written outside"):
         copy(bucket, "dir/..", str(tmp_path / "target") + "/")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_object_replaced_before_it_is_read_is_not_copied(s3, bucket, tmp_path, monkeypatch):
+    """The second object of a prefix is replaced after the plan listed it, just before its GET.
+
+    A fault injected on purpose: the operator's own boto3 client gets a ``before-parameter-build``
+    hook that overwrites the object on the real server; the GET, pinned to the listed ETag, is
+    refused. The first file is complete; the second is not written, and the message says both.
+    """
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    s3.put_object(Bucket=bucket, Key="exp/1.csv", Body=b"one")
+    s3.put_object(Bucket=bucket, Key="exp/2.csv", Body=b"two")
+    listed = s3.head_object(Bucket=bucket, Key="exp/2.csv")["ETag"]
+
+    def replace(params, **kwargs) -> None:
+        if params["Key"] == "exp/2.csv":
+            s3.put_object(Bucket=bucket, Key="exp/2.csv", Body=b"a newer two")
+
+    real_get_conn = S3Hook.get_conn
+
+    def get_conn(self):
+        client = real_get_conn(self)
+        client.meta.events.register("before-parameter-build.s3.GetObject", replace)
+        return client
+
+    monkeypatch.setattr(S3Hook, "get_conn", get_conn)
+    with pytest.raises(AirflowException) as failure:
+        copy(bucket, "exp/", str(tmp_path / "out"))
+    message = str(failure.value)
+    assert "\n" not in message
+    assert f"s3://{bucket}/exp/2.csv changed while it was read (its ETag is no longer {listed})" in message
+    assert f"nothing was written at sftp:{tmp_path}/out/2.csv" in message and "1 earlier files are complete" in message
+    assert (tmp_path / "out" / "1.csv").read_bytes() == b"one"
+    assert os.listdir(tmp_path / "out") == ["1.csv"]

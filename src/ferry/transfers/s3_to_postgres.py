@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -32,15 +33,27 @@ class S3ToPostgresOperator(LineageMixin, BaseOperator):
     :param postgres_conn_id: connection to the PostgreSQL database.
     :param table: destination table, ``name`` or ``schema.name`` (templated). It must exist.
     :param file_format: ``csv`` (as ``COPY … WITH (FORMAT csv)`` reads it), ``jsonl`` (one JSON
-        object per line; keys are column names, missing keys load NULL, dicts and lists bound
-        for json/jsonb columns are stored as JSON) or ``parquet`` (columns matched by name).
-    :param columns: csv only: the table columns the file's columns go to, in file order;
-        default all of the table's, in table order.
-    :param csv_header: csv only: whether each object starts with a header line (skipped).
+        object per line; keys are column names, missing keys load NULL; a value bound for a
+        json/jsonb column is stored as that JSON value, numbers with the digits written — jsonb
+        keeps them as numeric — and JSON null as SQL NULL; numbers bound for numeric columns
+        load as exact decimals; ``NaN`` and ``Infinity`` are not JSON and fail the load) or
+        ``parquet`` (columns matched by name).
+    :param columns: csv only: the table columns the file's columns go to. Without a header,
+        in file order (default all of the table's, in table order). With ``csv_header``, the
+        header's names decide the order, and ``columns`` (if given) must name the same set.
+    :param csv_header: csv only: whether each object starts with a header line. It is read,
+        not skipped: its names (exactly as the table spells its columns; quoted names may hold
+        commas) are the columns the object loads into, so objects may order their columns
+        differently. A name that is not a column of the table, or that comes twice, fails the
+        load naming the object. An empty object loads nothing.
     :param compression: ``infer`` (from the key: ``.gz``, ``.zst``), ``None``, ``gzip`` or
         ``zstd``. Parquet compresses inside the file and ignores this.
     :param truncate: empty the table first, in the same transaction (a rerun then replaces the
-        earlier load instead of adding to it; readers see the old rows until the commit).
+        earlier load instead of adding to it). It is a ``DELETE``, not a ``TRUNCATE``, whose
+        ACCESS EXCLUSIVE lock would block every reader for the whole load: readers keep seeing
+        the old rows until the commit. Delete triggers and foreign keys' ``ON DELETE`` actions
+        apply as for any ``DELETE``; on a big table the old rows stay on disk as dead rows until
+        autovacuum reclaims them.
     :param s3_conn_id: AWS connection.
     :return: a manifest: the table, each object's key, rows and bytes, and the total rows.
     """
@@ -97,20 +110,21 @@ class S3ToPostgresOperator(LineageMixin, BaseOperator):
         conn.autocommit = False
         progress = Progress(self.log, f"s3://{self.s3_bucket}/{self.s3_key} → {self.table}")
         files: list[dict[str, Any]] = []
+        committing = False
         try:
             if self.truncate:
-                conn.execute(sql.SQL("TRUNCATE {}").format(postgres_sink.table_identifier(self.table)))
-            columns = postgres_sink.table_columns(conn, self.table) if self.file_format != "csv" else {}
-            for key, size in plan:
-                rows = self._load(conn, s3, key, size, columns)
+                conn.execute(sql.SQL("DELETE FROM {}").format(postgres_sink.table_identifier(self.table)))
+            columns = postgres_sink.table_columns(conn, self.table)
+            for key, size, etag in plan:
+                rows = self._load(conn, s3, key, size, columns, etag)
                 progress.add(rows, size)
                 files.append({"s3_key": key, "rows": rows, "bytes": size})
-            conn.commit()
             namespace, database = postgres_namespace(conn)
+            committing = True
+            conn.commit()
         except BaseException as exc:
-            conn.rollback()
             done = f"{len(files)} of {len(plan)} objects"
-            not_loaded = f"nothing was loaded into {self.table} (the transaction was rolled back)"
+            not_loaded = _not_loaded(conn, self.table, committing)
             message = transfer_failure(exc, done=done, not_written=not_loaded)
             if message is None and isinstance(exc, ValueError):  # bad JSON, unknown fields, bad parquet
                 message = f"the input is not valid after {done} ({one_line(exc)}); {not_loaded}"
@@ -118,7 +132,8 @@ class S3ToPostgresOperator(LineageMixin, BaseOperator):
                 raise
             raise AirflowException(message) from exc
         finally:
-            conn.close()
+            with contextlib.suppress(Exception):  # a broken connection must not hide the failure
+                conn.close()
         self.log.info("done: %s", progress.summary())
         rows = sum(f["rows"] for f in files)
         table = postgres_table(namespace, database, self.table)
@@ -127,43 +142,102 @@ class S3ToPostgresOperator(LineageMixin, BaseOperator):
             uris=[f"{table.namespace}/{table.name.replace('.', '/')}"], extra={"table": self.table, "rows": rows}))
         return {"table": self.table, "files": files, "rows": rows}
 
-    def _load(self, conn: Any, s3: Any, key: str, size: int, columns: dict[str, int]) -> int:
-        """One object into the table; ``columns`` (name → type oid) for jsonl and parquet."""
+    def _load(self, conn: Any, s3: Any, key: str, size: int, columns: dict[str, int], etag: str | None) -> int:
+        """One object, the version with ``etag``, into the table; ``columns`` (name → type oid) for jsonl, parquet."""
         from ferry.transfers import postgres_sink, s3_source
 
         compression = infer_compression(key) if self.compression == "infer" else self.compression
         if self.file_format == "csv":
-            return postgres_sink.copy_csv(conn, self.table, self.columns,
-                                          s3_source.chunks(s3, self.s3_bucket, key, compression),
-                                          header=self.csv_header)
+            return self._load_csv(conn, key, columns,
+                                  s3_source.chunks(s3, self.s3_bucket, key, compression, etag=etag))
         if self.file_format == "jsonl":
-            rows = _jsonl_rows(s3_source.lines(s3_source.chunks(s3, self.s3_bucket, key, compression)), columns, key)
+            blocks = s3_source.chunks(s3, self.s3_bucket, key, compression, etag=etag)
+            rows = _jsonl_rows(s3_source.lines(blocks), columns, key)
             return postgres_sink.copy_rows(conn, self.table, columns, rows)
-        return _load_parquet(conn, s3, self.s3_bucket, key, size, self.table, columns)
+        return _load_parquet(conn, s3, self.s3_bucket, key, size, self.table, columns, etag)
+
+    def _load_csv(self, conn: Any, key: str, columns: dict[str, int], blocks: Iterator[bytes]) -> int:
+        """One csv object; with a header, into the columns it names (read once per object, not per row)."""
+        from ferry.transfers import postgres_sink
+
+        if not self.csv_header:
+            return postgres_sink.copy_csv(conn, self.table, self.columns, blocks, header=False)
+        names, rest = postgres_sink.split_csv_header(blocks)
+        if names is None:  # an empty object
+            return 0
+        _check_header(names, columns, self.columns, key, self.table)
+        return postgres_sink.copy_csv(conn, self.table, names, rest, header=False)
+
+
+def _check_header(names: list[str], columns: dict[str, int], given: Sequence[str] | None, key: str,
+                  table: str) -> None:
+    """The header must name columns of the table, each once (and the ``columns`` given, if any)."""
+    if not names:
+        raise ValueError(f"{key}: the header line names no columns")
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise ValueError(f"{key}: header names {twice} more than once")
+    if unknown := sorted(set(names) - columns.keys()):
+        raise ValueError(f"{key}: header columns {unknown} are not columns of {table}")
+    if given is not None and set(given) != set(names):
+        raise ValueError(f"{key}: header columns {names} are not the columns given {list(given)}")
+
+
+def _not_loaded(conn: Any, table: str, committing: bool) -> str:
+    """Roll back, and say what the table holds now.
+
+    On a broken connection the rollback cannot be sent (it would raise and hide the real
+    failure); PostgreSQL discards a transaction whose connection is gone, so nothing was
+    committed, unless the connection broke during the COMMIT itself, whose outcome is unknown.
+    """
+    import psycopg
+
+    if not conn.broken:
+        try:
+            conn.rollback()
+            return f"nothing was loaded into {table} (the transaction was rolled back)"
+        except psycopg.Error:
+            pass
+    if committing:
+        return f"the connection broke during COMMIT, so whether {table} holds this load is unknown"
+    return f"nothing was loaded into {table} (the transaction was never committed)"
 
 
 def _jsonl_rows(lines: Iterator[bytes], columns: dict[str, int], key: str) -> Iterator[list[Any]]:
+    """Rows in ``columns`` order; values bound for json/jsonb columns as their JSON text."""
     import json
     from decimal import Decimal
 
+    from ferry.transfers.postgres_sink import JSON_TYPES, json_text
+
     names = list(columns)
     known = set(names)
+    as_json = [i for i, oid in enumerate(columns.values()) if oid in JSON_TYPES]
     for number, line in enumerate(lines, 1):
-        document = json.loads(line, parse_float=Decimal)  # numeric(38,10) survives; a float would not
+        try:  # Decimal: numeric(38,10) survives, a float would not
+            document = json.loads(line, parse_float=Decimal, parse_constant=_not_json)
+        except ValueError as exc:
+            raise ValueError(f"{key}, line {number}: {exc}") from exc
         if not isinstance(document, dict):
             raise ValueError(f"{key}, line {number}: a JSON object was expected, not {type(document).__name__}")
         if unknown := document.keys() - known:
             raise ValueError(f"{key}, line {number}: fields {sorted(unknown)} are not columns of the table")
-        yield [document.get(name) for name in names]
+        row = [document.get(name) for name in names]
+        for i in as_json:  # none for a table without json columns
+            if row[i] is not None:
+                row[i] = json_text(row[i])
+        yield row
 
 
-def _load_parquet(conn: Any, s3: Any, bucket: str, key: str, size: int, table: str, columns: dict[str, int]) -> int:
-    import pyarrow.parquet as pq
+def _not_json(constant: str) -> Any:
+    """``json.loads`` takes NaN and Infinity; JSON does not, and neither does jsonb."""
+    raise ValueError(f"{constant} is not a JSON number")
 
+
+def _load_parquet(conn: Any, s3: Any, bucket: str, key: str, size: int, table: str, columns: dict[str, int],
+                  etag: str | None) -> int:
     from ferry.transfers import postgres_sink, s3_source
 
-    with s3_source.open_ranged(s3, bucket, key, size) as file:
-        parquet = pq.ParquetFile(file)
+    with s3_source.parquet_file(s3, bucket, key, size, etag=etag) as parquet:
         names = parquet.schema_arrow.names
         if unknown := set(names) - set(columns):
             raise ValueError(f"{key}: parquet columns {sorted(unknown)} are not columns of the table")

@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowException
 from ferry.transfers.failures import transfer_failure
 from ferry.transfers.lineage import Dataset, Lineage, LineageMixin, s3_objects
 from ferry.transfers.progress import Progress
+from ferry.transfers.s3_source import pinned_get
 from ferry.transfers.sftp_sink import CHUNK, prefetched, put_atomically, temporary_path
 
 UnsafeKeys = Literal["fail", "skip"]
@@ -73,8 +74,8 @@ class S3ToSFTPOperator(LineageMixin, BaseOperator):
         self.s3_conn_id = s3_conn_id
         self.sftp_conn_id = sftp_conn_id
 
-    def _plan(self, s3: Any) -> list[tuple[str, str, int]]:
-        """(key, destination path, size) for each object to copy."""
+    def _plan(self, s3: Any) -> list[tuple[str, str, int, str | None]]:
+        """(key, destination path, size, ETag) for each object to copy."""
         from ferry.transfers.s3_source import objects
 
         try:
@@ -82,15 +83,15 @@ class S3ToSFTPOperator(LineageMixin, BaseOperator):
         except FileNotFoundError as exc:
             raise AirflowException(str(exc)) from exc
         if not self.s3_key.endswith("/"):
-            (key, size), path = found[0], self.sftp_path
+            (key, size, etag), path = found[0], self.sftp_path
             if path.endswith("/"):
                 name = posixpath.basename(key)
                 if not self._safe(key, name):
                     raise AirflowException(f"nothing to copy: the only object, {key!r}, was skipped")
                 path = posixpath.join(path, name)
-            return [(key, path, size)]
-        plan = [(key, posixpath.join(self.sftp_path, relative), size)
-                for key, size in found
+            return [(key, path, size, etag)]
+        plan = [(key, posixpath.join(self.sftp_path, relative), size, etag)
+                for key, size, etag in found
                 if (relative := key[len(self.s3_key):]) and self._safe(key, relative)]
         if not plan:
             raise AirflowException(f"nothing to copy under s3://{self.s3_bucket}/{self.s3_key}: every key was skipped")
@@ -138,12 +139,14 @@ class S3ToSFTPOperator(LineageMixin, BaseOperator):
             extra={"paths": paths, "bytes": sum(f["bytes"] for f in files)}))
         return {"bucket": self.s3_bucket, "files": files, "bytes": sum(f["bytes"] for f in files)}
 
-    def _copy(self, s3: Any, ssh_hook: Any, plan: list[tuple[str, str, int]], files: list[dict[str, Any]]) -> None:
+    def _copy(self, s3: Any, ssh_hook: Any, plan: list[tuple[str, str, int, str | None]],
+              files: list[dict[str, Any]]) -> None:
         """Copy each planned object in turn, appending to ``files`` as each one is in place."""
         with ssh_hook.get_conn() as ssh, ssh.open_sftp() as sftp:
-            for key, path, size in plan:
+            for key, path, size, etag in plan:
                 progress = Progress(self.log, f"s3://{self.s3_bucket}/{key} → sftp:{path}")
-                body = s3.get_object(Bucket=self.s3_bucket, Key=key)["Body"]
+                # Pinned to the listed version: an object replaced meanwhile fails, not half-copied.
+                body = pinned_get(s3, self.s3_bucket, key, etag)["Body"]
 
                 def chunks(body=body, progress=progress):
                     for chunk in body.iter_chunks(CHUNK):
