@@ -140,15 +140,128 @@ def test_parquet_types_nested_documents_and_missing_fields(shop, s3, bucket):
     assert bob["paid"] is None and bob["address"] is None and bob["items"] == []
 
 
-def test_parquet_field_missing_from_schema_fails_cleanly(stack, s3, bucket):
+FIRST_BATCH = 10_000  # arrow_batches' batch: the inferred schema's documents
+
+
+@pytest.fixture
+def late_documents(stack):
+    """``insert(first, *later)``: a database whose ``orders`` holds 10,000 documents shaped like
+    ``first`` (the inferred schema's batch), then ``later`` ones; yields the database's name."""
     name = f"late_{uuid.uuid4().hex[:8]}"
     with stack.service("mongo").client() as client:
-        client[name]["orders"].insert_many([{"n": i} for i in range(10_001)] + [{"n": -1, "surprise": True}])
-        with pytest.raises(ValueError, match=r"fields \['surprise'\].*pass `schema=`"):
-            export(name, bucket, "bad.parquet", mongo_query={}, file_format="parquet")
+        def insert(first: dict, *later: dict) -> str:
+            client[name]["orders"].insert_many([{"_id": f"first-{i}", **first} for i in range(FIRST_BATCH)])
+            client[name]["orders"].insert_many(list(later))
+            return name
+
+        yield insert
         client.drop_database(name)
+
+
+HOSTILE = {  # first batch's shape, a later document, the field the failure must name and why
+    "new nested field": ({"host": {"name": "x"}}, {"host": {"name": "y", "since": 2019}},
+                         "`host.since` is not in the parquet schema"),
+    "new top-level field": ({"n": 1}, {"n": -1, "surprise": True}, "`surprise` is not in the parquet schema"),
+    "int then string": ({"n": 1}, {"n": "one"}, "`n` is string but int64 in the parquet schema"),
+    "int then 2.5 (would truncate to 2)": ({"n": 1}, {"n": 2.5},
+                                           "`n` has a value that the parquet schema's int64 cannot hold exactly"),
+    "null everywhere, then a value": ({"paid": None}, {"paid": datetime.datetime(2020, 1, 1)},
+                                      "`paid` has a value (timestamp[us, tz=UTC]) but type null"),
+    "empty lists, then strings": ({"tags": []}, {"tags": ["a"]}, "`tags[]` has a value (string) but type null"),
+    "list of ints, then strings": ({"tags": [1]}, {"tags": ["a"]}, "`tags[]` is string but int64"),
+    "struct in a list, new key": ({"reviews": [{"a": 1}, {"a": 2}]}, {"reviews": [{"a": 3, "b": 4}]},
+                                  "`reviews[].b` is not in the parquet schema"),
+    "document, then a scalar": ({"host": {"name": "x"}}, {"host": "x"}, "`host` is string but a document"),
+}
+
+
+@pytest.mark.parametrize("first, later, fails", HOSTILE.values(), ids=HOSTILE.keys())
+def test_parquet_document_the_inferred_schema_cannot_hold_fails_naming_the_field(late_documents, s3, bucket,
+                                                                                first, later, fails):
+    """After the first 10,000 documents a field the schema lacks or cannot hold exactly, nested or
+    not: one line naming the document and field, and no object, no open upload (never a silent
+    drop, truncation or null)."""
+    shop = late_documents(first, {"_id": "late", **later})
+    with pytest.raises(ValueError) as failure:
+        export(shop, bucket, "bad.parquet", mongo_query={}, file_format="parquet")
+    message = str(failure.value)
+    assert "\n" not in message
+    assert message.startswith(f"document 10,001 (_id 'late'): field {fails}"), message
+    assert "inferred from the first 10,000 documents: pass parquet_schema=" in message
+    assert message.endswith(f"nothing was written to s3://{bucket}/bad.parquet"), message
     assert open_uploads(s3, bucket) == []
     assert keys(s3, bucket) == []
+
+
+def test_parquet_documents_disagreeing_within_the_first_batch_fail_naming_the_field(late_documents, s3, bucket):
+    shop = late_documents({"host": {"name": "x"}}, {"_id": "late", "host": {"name": 7}})
+    both = {"_id": {"$in": ["first-0", "late"]}}  # one batch: the schema is being inferred from them
+    with pytest.raises(ValueError, match=r"^document 2 \(_id 'late'\): field `host.name` holds both int and "
+                                         r"str; .*nothing was written"):
+        export(shop, bucket, "bad.parquet", mongo_query=both, file_format="parquet")
+    assert keys(s3, bucket) == [] and open_uploads(s3, bucket) == []
+
+
+SCHEMA = pa.schema([
+    ("_id", pa.string()),
+    ("host", pa.struct([("name", pa.string()), ("since", pa.int32())])),
+    ("paid", pa.timestamp("us", tz="UTC")),
+    ("tags", pa.list_(pa.string())),
+    ("reviews", pa.list_(pa.struct([("a", pa.int64()), ("b", pa.int64())]))),
+    ("big", pa.int64()),
+    ("score", pa.float64()),
+    ("total", pa.decimal128(10, 2)),
+])
+EVERY_SHAPE = [  # after the first batch: each of the hostile cases above that one schema can hold
+    {"_id": "nested", "host": {"name": "y", "since": 2019}},
+    {"_id": "no longer null", "paid": datetime.datetime(2020, 1, 1, 12, 30, 0, 123000)},
+    {"_id": "no longer empty", "tags": ["a", "b"]},
+    {"_id": "struct in list", "reviews": [{"a": 3, "b": 4}, {"a": 5}]},
+    {"_id": "beyond 2**53", "big": 2**53 + 1, "score": 0.1},
+    {"_id": "int in a float column", "score": 3},
+    {"_id": "more digits", "total": Decimal128("12345678.91")},
+]
+
+
+def test_parquet_with_a_schema_covering_every_field_round_trips_every_value(late_documents, s3, bucket):
+    first = {"host": {"name": "x"}, "paid": None, "tags": [], "reviews": [{"a": 1}], "big": 1, "score": 1.5,
+             "total": Decimal128("1.50")}
+    shop = late_documents(first, *EVERY_SHAPE)
+    manifest = export(shop, bucket, "every.parquet", mongo_query={}, file_format="parquet", parquet_schema=SCHEMA)
+    table = pq.read_table(io.BytesIO(get_body(s3, bucket, "every.parquet")))
+    assert manifest["rows"] == table.num_rows == FIRST_BATCH + len(EVERY_SHAPE)
+    assert table.schema == SCHEMA
+    stored = [{"_id": f"first-{i}", **first} for i in range(FIRST_BATCH)] + EVERY_SHAPE
+    expected = [without_nulls(as_read_back(doc)) for doc in stored]
+    assert [without_nulls(row) for row in table.to_pylist()] == expected
+    late = table.slice(FIRST_BATCH).to_pylist()
+    assert late[4]["big"] == 2**53 + 1 and late[5]["score"] == 3.0 and late[6]["total"] == Decimal("12345678.91")
+
+    wrong = SCHEMA.set(3, pa.field("tags", pa.list_(pa.int64())))
+    with pytest.raises(ValueError, match=r"^document 10,003 \(_id 'no longer empty'\): field `tags\[\]` is string "
+                                         r"but int64 in the parquet schema; make parquet_schema= cover it; nothing"):
+        export(shop, bucket, "wrong.parquet", mongo_query={}, file_format="parquet", parquet_schema=wrong)
+    assert keys(s3, bucket) == ["every.parquet"] and open_uploads(s3, bucket) == []
+
+
+def as_read_back(doc: dict) -> dict:
+    """A stored document as pymongo and parquet give it back: dates in UTC, Decimal128 as Decimal."""
+    out = dict(doc)
+    if out.get("paid"):
+        out["paid"] = out["paid"].replace(tzinfo=UTC)
+    if out.get("total"):
+        out["total"] = out["total"].to_decimal()
+    return out
+
+
+def without_nulls(value):
+    """A read-back row without the nulls parquet puts where a document had no field: what remains
+    must equal the document exactly."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
 
 
 def test_server_killed_mid_export_leaves_no_object(stack, s3, bucket):

@@ -9,7 +9,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.compression import EXTENSIONS, Compression
-from ferry.transfers.failures import export_failure
+from ferry.transfers.failures import export_failure, nothing_written
 from ferry.transfers.lineage import Dataset, LineageMixin, wrote_to_s3
 from ferry.transfers.progress import Progress
 from ferry.transfers.s3_sink import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, check_upload_settings
@@ -40,7 +40,10 @@ class MongoToS3Operator(LineageMixin, BaseOperator):
     :param file_format: ``jsonl`` (relaxed Extended JSON) or ``parquet``.
     :param compression: ``None``, ``gzip`` or ``zstd``.
     :param parquet_schema: a ``pyarrow.Schema`` for parquet; default: inferred from the first
-        documents (a later document with an unknown field then fails the task).
+        10,000 documents. Either way every field of every document must fit it exactly, nested ones
+        too: a field it lacks (``host.since``, ``reviews[].b``), of another kind, typed null (a field
+        null or empty in all the first documents) or a value its type cannot hold exactly fails the
+        task naming the field and document, with nothing written; nothing is dropped or rounded.
     :param replace: overwrite an existing object; if False, fail when it exists.
     :param s3_conn_id: AWS connection.
     :param batch_size: documents per cursor batch.
@@ -131,6 +134,8 @@ class MongoToS3Operator(LineageMixin, BaseOperator):
                     batches, output, compression=self.compression, max_rows=None, max_bytes=None, progress=progress
                 )
             manifest = output.commit()
+        except mongo_source.SchemaMismatch as exc:  # the data's fault: say so, and what was not written
+            raise mongo_source.SchemaMismatch(f"{exc}; {nothing_written(target, output.abort())}") from None
         except BaseException as exc:
             message = export_failure(exc, output, done=f"{progress.rows:,} documents", target=target)
             if message is None:
