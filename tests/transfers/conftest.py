@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -67,3 +68,22 @@ def keys(s3, bucket: str) -> list[str]:
 
 def open_uploads(s3, bucket: str) -> list[str]:
     return [u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+
+
+def on_operator_s3_calls(monkeypatch, *handlers: tuple[str, Callable[..., None]]) -> None:
+    """Register botocore event handlers on each S3 client the operators' ``S3Hook`` makes.
+
+    For fault injection at an exact moment (an object replaced before a GET, a server killed
+    before a call); the client and the server stay the real ones.
+    """
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    real_get_conn = S3Hook.get_conn
+
+    def get_conn(self):
+        client = real_get_conn(self)
+        for event, handler in handlers:
+            client.meta.events.register(event, handler)
+        return client
+
+    monkeypatch.setattr(S3Hook, "get_conn", get_conn)

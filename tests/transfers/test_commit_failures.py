@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers import PostgresToS3Operator
 from ferry.transfers.failures import _failing_system
-from tests.transfers.conftest import get_body, keys, open_uploads
+from tests.transfers.conftest import get_body, keys, on_operator_s3_calls, open_uploads
 from tests.transfers.test_crashes import kill_tree
 
 # -- which system failed: SFTP only for what comes from paramiko ---------------------------------
@@ -119,8 +119,6 @@ def test_s3_killed_between_completions_says_which_objects_were_written(stack, pg
     The kill is triggered by a botocore ``before-call`` hook on the operator's S3 client, for
     timing: it fires as the second CompleteMultipartUpload is about to be sent.
     """
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
     old = "SELECT id, 'old' AS run FROM numbers WHERE id <= 20000 ORDER BY id"
     new = "SELECT id, 'new' AS run FROM numbers WHERE id <= 15000 ORDER BY id"
     assert len(export(bucket, old)["files"]) == 4
@@ -134,14 +132,7 @@ def test_s3_killed_between_completions_says_which_objects_were_written(stack, pg
         if len(completions) == 2:
             kill_tree(int(s3_service.pid_file.read_text()))
 
-    real_get_conn = S3Hook.get_conn
-
-    def get_conn(self):
-        client = real_get_conn(self)
-        client.meta.events.register("before-call.s3.CompleteMultipartUpload", kill_before_second_completion)
-        return client
-
-    monkeypatch.setattr(S3Hook, "get_conn", get_conn)
+    on_operator_s3_calls(monkeypatch, ("before-call.s3.CompleteMultipartUpload", kill_before_second_completion))
     try:
         with pytest.raises(AirflowException) as failure:
             export(bucket, new)
@@ -161,7 +152,7 @@ def test_s3_killed_between_completions_says_which_objects_were_written(stack, pg
         assert get_body(s3, bucket, key) == before[key], key
     assert sorted(open_uploads(s3, bucket)) == ["split/n-part-00001.csv", "split/n-part-00002.csv"]
 
-    monkeypatch.setattr(S3Hook, "get_conn", real_get_conn)
+    monkeypatch.undo()
     assert len(export(bucket, new)["files"]) == 3
     assert keys(s3, bucket) == [f"split/n-part-0000{i}.csv" for i in range(3)]
     assert open_uploads(s3, bucket) == []

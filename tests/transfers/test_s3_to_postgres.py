@@ -9,6 +9,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers import PostgresToS3Operator, S3ToPostgresOperator
+from tests.transfers.conftest import on_operator_s3_calls
 
 pytestmark = pytest.mark.integration
 
@@ -313,7 +314,6 @@ def test_an_object_replaced_while_it_is_read_loads_nothing(one_row_copy, s3, buc
     Without ``if_match``, a second hook drops the ``If-Match`` header from each GET, as a server
     that ignores it would: the ETag of the response must then tell the new version.
     """
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     from ferry.transfers import s3_source
 
@@ -335,16 +335,8 @@ def test_an_object_replaced_while_it_is_read_loads_nothing(one_row_copy, s3, buc
     def drop_if_match(params, **kwargs) -> None:  # returning a value would stand in for the response
         del params["headers"]["If-Match"]
 
-    real_get_conn = S3Hook.get_conn
-
-    def get_conn(self):
-        client = real_get_conn(self)
-        client.meta.events.register("before-parameter-build.s3.GetObject", replace)
-        if not if_match:
-            client.meta.events.register("before-call.s3.GetObject", drop_if_match)
-        return client
-
-    monkeypatch.setattr(S3Hook, "get_conn", get_conn)
+    on_operator_s3_calls(monkeypatch, ("before-parameter-build.s3.GetObject", replace),
+                         *([] if if_match else [("before-call.s3.GetObject", drop_if_match)]))
     monkeypatch.setattr(s3_source, "CHUNK", 1024)
     with pytest.raises(AirflowException) as failure:
         load(bucket, "parts/", file_format=file_format, **({"columns": ["id", "t"]} if file_format == "csv" else {}))

@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowException
 from ferry.transfers import S3ToSFTPOperator
 from ferry.transfers.failures import SourceChanged
 from ferry.transfers.sftp_sink import put_atomically
+from tests.transfers.conftest import on_operator_s3_calls
 
 pytestmark = pytest.mark.integration
 
@@ -185,8 +186,6 @@ def test_an_object_replaced_before_it_is_read_is_not_copied(s3, bucket, tmp_path
     hook that overwrites the object on the real server; the GET, pinned to the listed ETag, is
     refused. The first file is complete; the second is not written, and the message says both.
     """
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
     s3.put_object(Bucket=bucket, Key="exp/1.csv", Body=b"one")
     s3.put_object(Bucket=bucket, Key="exp/2.csv", Body=b"two")
     listed = s3.head_object(Bucket=bucket, Key="exp/2.csv")["ETag"]
@@ -195,14 +194,7 @@ def test_an_object_replaced_before_it_is_read_is_not_copied(s3, bucket, tmp_path
         if params["Key"] == "exp/2.csv":
             s3.put_object(Bucket=bucket, Key="exp/2.csv", Body=b"a newer two")
 
-    real_get_conn = S3Hook.get_conn
-
-    def get_conn(self):
-        client = real_get_conn(self)
-        client.meta.events.register("before-parameter-build.s3.GetObject", replace)
-        return client
-
-    monkeypatch.setattr(S3Hook, "get_conn", get_conn)
+    on_operator_s3_calls(monkeypatch, ("before-parameter-build.s3.GetObject", replace))
     with pytest.raises(AirflowException) as failure:
         copy(bucket, "exp/", str(tmp_path / "out"))
     message = str(failure.value)
