@@ -8,7 +8,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
-import pyarrow as pa
+from ferry.extras import optional_module
+
+pa = optional_module("pyarrow", "parquet", "file_format='parquet'")  # jsonl needs no pyarrow
 
 MongoQuery = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
@@ -43,7 +45,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, datetime.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=datetime.UTC)
+        return value.replace(tzinfo=datetime.timezone.utc)
     if isinstance(value, (str, int, float, bool, bytes, datetime.datetime, decimal.Decimal)) or value is None:
         return value
     return str(value)
