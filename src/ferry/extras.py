@@ -21,7 +21,7 @@ class MissingExtraError(ImportError):
 
     def __init__(self, extra: str, modules: list[str], purpose: str) -> None:
         self.extra = extra
-        super().__init__(f"{purpose} needs {', '.join(modules)}, which is not installed: "
+        super().__init__(f"{purpose} needs {', '.join(modules)} (not installed): "
                          f"pip install '{DISTRIBUTION}[{extra}]'")
 
 
