@@ -1,5 +1,5 @@
 # The README's commands. Each one runs scripts/setup.sh first (idempotent, quick when done).
-.PHONY: setup test test-fast demo up down status bench lint
+.PHONY: setup test test-fast test-compat demo up down status bench lint
 
 VENV_BIN := .venv/bin
 
@@ -11,6 +11,10 @@ test: setup
 
 test-fast: setup
 	$(VENV_BIN)/pytest -m "not integration"
+
+# The provider package off the lock: the wheel in clean venvs (oldest/newest Airflow and Python).
+test-compat: setup
+	@bash scripts/test_compat.sh
 
 demo: setup
 	$(VENV_BIN)/ferry demo

@@ -9,9 +9,10 @@ so that start would make the first interval May and lose the 2015-04-05 snapshot
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, dag, task
+from airflow.sdk import dag, task
 
 from ferry.airbnb.assets import LISTINGS_EXPORTS
+from ferry.airflow_compat import CronDataIntervalTimetable  # airflow.sdk's from Airflow 3.2
 from ferry.transfers import PostgresToS3Operator
 
 BUCKET = "inside-airbnb"

@@ -47,3 +47,17 @@ if [ ! -f "$spark_stamp" ]; then
   touch "$spark_stamp"
 fi
 
+
+# SecantusDB, the local stack's MongoDB server (GPL-2.0): a tool of its own, in its own venv
+# (.tools/secantusdb) from a hash-locked list, run as a separate process. It is not a dependency
+# of ferry (nor in uv.lock), and ferry never imports it. Reinstalled only when the list changes.
+secantus_dir=.tools/secantusdb
+secantus_stamp="$secantus_dir/.installed-$(sha256sum tools/secantusdb/requirements.txt | cut -c1-16)"
+if [ ! -f "$secantus_stamp" ]; then
+  echo "setup: installing SecantusDB into $secantus_dir/ (its own venv)"
+  rm -rf "$secantus_dir"
+  "$python" -m uv venv --quiet --python "$python" "$secantus_dir"
+  "$python" -m uv pip install --quiet --python "$secantus_dir/bin/python" --require-hashes \
+    -r tools/secantusdb/requirements.txt
+  touch "$secantus_stamp"
+fi

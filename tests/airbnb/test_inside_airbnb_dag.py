@@ -113,9 +113,9 @@ def test_backfill_intervals_results_and_idempotency(airflow_db, listings, s3):
 
 
 def test_the_dag_schedule_is_monthly_data_intervals():
-    from airflow.dag_processing.dagbag import DagBag
+    from ferry.airflow_compat import dag_bag
 
-    dag = DagBag(dag_folder=str(DAGS / "inside_airbnb.py")).get_dag("inside_airbnb")
+    dag = dag_bag(str(DAGS / "inside_airbnb.py")).get_dag("inside_airbnb")
     assert dag.catchup and dag.max_active_runs == 1
     assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
     assert (dag.start_date.date().isoformat(), dag.end_date.date().isoformat()) == ("2015-04-01", "2019-12-07")

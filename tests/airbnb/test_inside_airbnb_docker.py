@@ -122,9 +122,9 @@ def test_killed_task_leaves_no_container(engine):
     """What Airflow does when a task is killed (marked failed, timed out): ``on_kill`` from
     another thread while ``execute`` waits for the container. The container here sleeps instead
     of crunching, so that it is still running when the kill comes."""
-    from airflow.dag_processing.dagbag import DagBag
+    from ferry.airflow_compat import dag_bag
 
-    task = DagBag(dag_folder=str(DAGS / "inside_airbnb_docker.py")).get_dag("inside_airbnb_docker") \
+    task = dag_bag(str(DAGS / "inside_airbnb_docker.py")).get_dag("inside_airbnb_docker") \
         .get_task("crunch_numbers")
     task.entrypoint = ["sleep", "300"]
     outcome: dict = {}

@@ -237,6 +237,6 @@ def test_same_is_strict_about_kinds():
     assert fidelity.same(1, 1) and not fidelity.same(1, True) and not fidelity.same("1", 1)
     assert fidelity.same(float("nan"), float("nan")) and fidelity.same(decimal.Decimal("1.5"), 1.5)
     assert fidelity.same(decimal.Decimal("0.1"), 0.1) and not fidelity.same(decimal.Decimal("0.10000001"), 0.1)
-    assert not fidelity.same(datetime.datetime(2019, 1, 1), datetime.datetime(2019, 1, 1, tzinfo=datetime.UTC))
+    assert not fidelity.same(datetime.datetime(2019, 1, 1), datetime.datetime(2019, 1, 1, tzinfo=datetime.timezone.utc))
     assert not fidelity.same([1, 2], [1, 2, 3]) and not fidelity.same({"a": 1}, {"a": "1"})
     assert not fidelity.same(None, "")

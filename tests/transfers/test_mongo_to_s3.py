@@ -24,7 +24,7 @@ from tests.transfers.test_crashes import assert_one_line_failure, kill_tree, run
 
 pytestmark = pytest.mark.integration
 
-UTC = datetime.UTC
+UTC = datetime.timezone.utc
 ADA = {
     "_id": ObjectId("5f1d7f1e9d1b2c3a4b5c6d7e"),
     "customer": "ada",

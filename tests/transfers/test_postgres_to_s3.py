@@ -7,7 +7,7 @@ import io
 import json
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 import pyarrow.parquet as pq
@@ -83,7 +83,7 @@ def test_parquet_keeps_postgres_types(pg, s3, bucket):
     assert all(v is None for k, v in null_row.items() if k != "id")  # NULL stays null
     assert row["t"] == ""  # the empty string stays an empty string
     assert row["n"] == Decimal("1234567890123456789012345678.0123456789")
-    assert row["ts"] == datetime(2019, 12, 7, 8, 0, tzinfo=UTC)
+    assert row["ts"] == datetime(2019, 12, 7, 8, 0, tzinfo=timezone.utc)
     assert row["b"] == b"\x00\xff" and row["d"] == date(2019, 12, 7) and row["flag"] is True
     assert json.loads(row["j"]) == {"a": 'x"y\\z', "n": [1, None]}
     assert odd["n"] == Decimal("-0.0000000001") and odd["arr"] == [] and odd["b"] == b""

@@ -28,9 +28,10 @@ def monthly_dates(first: str = "2015-04-01", last: str = "2019-12-01", every: in
 
 def backfill(logical_dates: Iterable[pendulum.DateTime], dag_id: str = "inside_airbnb") -> list[str]:
     from airflow.configuration import conf
-    from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(dag_folder=conf.get("core", "dags_folder")).get_dag(dag_id)
+    from ferry.airflow_compat import dag_bag
+
+    dag = dag_bag(conf.get("core", "dags_folder")).get_dag(dag_id)
     # A manual run covers the interval that *ends* at its date, so the last interval's run is
     # dated 2020-01-01, after the DAG's end_date, where Airflow would create no task at all.
     # Only this in-memory copy drops end_date; the DAG file, and the scheduler's catch-up

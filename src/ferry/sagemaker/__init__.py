@@ -8,4 +8,9 @@
   hyperparameter validation.
 
 The digits pipeline (``ferry.digits``) is one user of it; nothing here knows about digits.
+Needs the ``sagemaker`` extra: ``pip install 'airflow-provider-ferry[sagemaker]'``.
 """
+
+from ferry.extras import require
+
+require("sagemaker", "the local SageMaker (ferry.sagemaker)", "numpy", "sklearn", "uvicorn")

@@ -434,7 +434,7 @@ class ControlPlane:
 def _alive(pid: Any) -> bool:
     if not isinstance(pid, int):
         return False
-    from ferry.stack.process import pid_alive
+    from ferry.processes import pid_alive
 
     return pid_alive(pid)
 

@@ -13,7 +13,7 @@ import hmac
 import re
 import urllib.request
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -66,10 +66,10 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
         raise SignatureError("UnrecognizedClientException", "The security token included in the request is invalid.")
     amz_date = headers.get("x-amz-date", "")
     try:
-        signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
     except ValueError:
         raise SignatureError("IncompleteSignature", "X-Amz-Date is missing or malformed") from None
-    if abs((now or datetime.now(UTC)) - signed_at) > MAX_SKEW or amz_date[:8] != found["date"]:
+    if abs((now or datetime.now(timezone.utc)) - signed_at) > MAX_SKEW or amz_date[:8] != found["date"]:
         raise SignatureError("InvalidSignatureException", "Signature expired or not yet valid")
     signed = found["headers"].split(";")
     if "host" not in signed or any(name not in headers for name in signed):

@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 import time
 import traceback
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -37,7 +37,7 @@ class Stopped(BaseException):
 
 
 def now() -> float:
-    return datetime.now(UTC).timestamp()
+    return datetime.now(timezone.utc).timestamp()
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

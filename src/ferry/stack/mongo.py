@@ -4,7 +4,10 @@ Why SecantusDB: MongoDB itself is neither in Debian nor on PyPI, and nothing can
 here. SecantusDB (``secantusdb`` on PyPI) speaks MongoDB's wire protocol and reports server
 8.2: pymongo, the provider's ``MongoHook`` and ferry's ``MongoToS3Operator`` talk to it as to
 ``mongod``, with cursors, batches and server-side aggregation. It is GPL-2.0, so it runs as a
-separate server process (``python -m secantus``); ferry never imports it.
+separate server process (``python -m secantus``) from its own venv, ``.tools/secantusdb``, which
+``scripts/setup.sh`` installs from ``tools/secantusdb/requirements.txt`` (hash-locked); it is not a
+dependency of ferry, and ferry never imports it. ``FERRY_SECANTUS_PYTHON`` names another Python
+that has ``secantusdb`` installed.
 
 Who gets in: SCRAM-SHA-256 with the generated ``mongo_user``/``mongo_password``. SecantusDB
 provisions users only through a server started without ``--auth``, so the first start runs it
@@ -15,8 +18,8 @@ kept across ``down``/``up``.
 
 from __future__ import annotations
 
+import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -24,6 +27,17 @@ from urllib.parse import quote
 from ferry.stack.errors import StackError
 from ferry.stack.process import free_port, port_answers, spawn, stop_pid
 from ferry.stack.service import PidFileService
+from ferry.stack.settings import project_root
+
+
+def secantus_python() -> Path:
+    """The Python that runs SecantusDB: its own venv's, never ferry's (SecantusDB is GPL-2.0)."""
+    configured = os.environ.get("FERRY_SECANTUS_PYTHON")
+    python = Path(configured) if configured else project_root() / ".tools" / "secantusdb" / "bin" / "python"
+    if not python.exists():
+        raise StackError(f"mongo: SecantusDB is not installed ({python} does not exist): run scripts/setup.sh, "
+                         "which installs it into .tools/secantusdb, or set FERRY_SECANTUS_PYTHON")
+    return python
 
 
 class MongoService(PidFileService):
@@ -50,7 +64,7 @@ class MongoService(PidFileService):
         return pymongo.MongoClient(self.uri(), serverSelectionTimeoutMS=5_000, **options)
 
     def _argv(self, port: int, *, auth: bool) -> list[str]:
-        return [sys.executable, "-m", "secantus", "--host", self.settings.host, "--port", str(port),
+        return [str(secantus_python()), "-m", "secantus", "--host", self.settings.host, "--port", str(port),
                 "--storage-path", str(self.data_dir), *(["--auth"] if auth else [])]
 
     def _create_user(self) -> None:

@@ -10,7 +10,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from ferry.processes import pid_alive
 from ferry.stack.errors import StackError
+
+__all__ = ["pid_alive"]  # re-exported: the stack's services use it from here
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -45,28 +48,6 @@ def require_free_port(service: str, host: str, port: int, log_file: Path) -> Non
             f"{service}: port {host}:{port} is already in use by another program; "
             f"stop it or choose another port (see README, 'Ports') — log: {log_file}"
         )
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); reap it if it is ours.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        pass
-    # Someone else's zombie: a daemon killed outright waits for init to reap it, and on some
-    # machines (containers, micro-VMs) init never does.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def read_pid(pid_file: Path) -> int | None:

@@ -21,6 +21,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from ferry.extras import MissingExtraError
 from ferry.stack.process import port_answers, spawn
 from ferry.stack.service import PidFileService
 from ferry.stack.settings import REGION
@@ -173,8 +174,10 @@ class S3Service(PidFileService):
         for bucket in {*BUCKETS, SAMPLE_BUCKET} - existing:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         migrate_moto_snapshot(s3, self.settings.home / "data" / "s3")
-        from ferry.digits.sample_data import SAMPLE_KEY, mnist_pickle_gz
-
+        try:
+            from ferry.digits.sample_data import SAMPLE_KEY, mnist_pickle_gz
+        except MissingExtraError:  # the SageMaker sample data is the digits demo's (the demo extra)
+            return
         if "Contents" not in s3.list_objects_v2(Bucket=SAMPLE_BUCKET, Prefix=SAMPLE_KEY):
             s3.put_object(Bucket=SAMPLE_BUCKET, Key=SAMPLE_KEY, Body=mnist_pickle_gz())
 

@@ -38,8 +38,15 @@ REGION = "eu-west-1"
 
 
 def project_root() -> Path:
-    """The checkout ferry runs from (the folder holding ``dags/`` and ``pyproject.toml``)."""
-    return Path(__file__).resolve().parents[3]
+    """The checkout ferry runs from (the folder holding ``dags/`` and ``pyproject.toml``).
+
+    ``FERRY_PROJECT_ROOT`` if set; else the checkout this module lies in (``src/ferry/stack``);
+    for ferry installed from a wheel, the current directory (run the stack from the checkout).
+    """
+    if configured := os.environ.get("FERRY_PROJECT_ROOT"):
+        return Path(configured).resolve()
+    checkout = Path(__file__).resolve().parents[3]
+    return checkout if (checkout / "pyproject.toml").exists() else Path.cwd()
 
 
 @dataclass(frozen=True)

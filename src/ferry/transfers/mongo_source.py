@@ -8,8 +8,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
+from ferry.extras import optional_module
+
+pa = optional_module("pyarrow", "parquet", "file_format='parquet'")  # jsonl needs no pyarrow
+pc = optional_module("pyarrow.compute", "parquet", "file_format='parquet'")
 
 MongoQuery = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 
@@ -44,7 +46,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, datetime.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=datetime.UTC)
+        return value.replace(tzinfo=datetime.timezone.utc)
     if isinstance(value, Code):  # a str subclass: JavaScript, maybe with a scope
         raise _NoArrowType("Code")
     if isinstance(value, (str, int, float, bool, bytes, datetime.datetime, decimal.Decimal)) or value is None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
-import pyarrow as pa
 from psycopg import sql
 from psycopg.types.string import TextLoader
+
+from ferry.extras import optional_module
+
+pa = optional_module("pyarrow", "parquet", "file_format='parquet'")  # text formats need no pyarrow
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 
@@ -41,40 +45,42 @@ def copy_jsonl(conn: psycopg.Connection, query: str, params: Params) -> Iterator
 
 # -- parquet: PostgreSQL types → Arrow types ---------------------------------------------------
 
-_SCALARS: dict[str, pa.DataType] = {
-    "bool": pa.bool_(),
-    "int2": pa.int16(),
-    "int4": pa.int32(),
-    "int8": pa.int64(),
-    "oid": pa.int64(),
-    "float4": pa.float32(),
-    "float8": pa.float64(),
-    "text": pa.string(),
-    "varchar": pa.string(),
-    "bpchar": pa.string(),
-    "name": pa.string(),
-    "char": pa.string(),
-    "json": pa.string(),
-    "jsonb": pa.string(),
-    "xml": pa.string(),
-    "uuid": pa.string(),
-    "interval": pa.string(),
-    "bytea": pa.binary(),
-    "date": pa.date32(),
-    "time": pa.time64("us"),
-    "timestamp": pa.timestamp("us"),
-    "timestamptz": pa.timestamp("us", tz="UTC"),
-}
+@functools.cache
+def _scalars() -> dict[str, pa.DataType]:
+    return {
+        "bool": pa.bool_(),
+        "int2": pa.int16(),
+        "int4": pa.int32(),
+        "int8": pa.int64(),
+        "oid": pa.int64(),
+        "float4": pa.float32(),
+        "float8": pa.float64(),
+        "text": pa.string(),
+        "varchar": pa.string(),
+        "bpchar": pa.string(),
+        "name": pa.string(),
+        "char": pa.string(),
+        "json": pa.string(),
+        "jsonb": pa.string(),
+        "xml": pa.string(),
+        "uuid": pa.string(),
+        "interval": pa.string(),
+        "bytea": pa.binary(),
+        "date": pa.date32(),
+        "time": pa.time64("us"),
+        "timestamp": pa.timestamp("us"),
+        "timestamptz": pa.timestamp("us", tz="UTC"),
+    }
 
 #: Unconstrained ``numeric`` has no declared scale; this one holds the Inside Airbnb data and
 #: money-like values exactly. A value that does not fit fails the export (Arrow refuses to
 #: round), it is never silently changed.
-UNCONSTRAINED_NUMERIC = pa.decimal128(38, 10)
+UNCONSTRAINED_NUMERIC = (38, 10)  # (precision, scale) of its decimal128
 
 
 def _numeric_type(precision: int | None, scale: int | None) -> pa.DataType:
     if precision is None:
-        return UNCONSTRAINED_NUMERIC
+        return pa.decimal128(*UNCONSTRAINED_NUMERIC)
     if precision <= 38:
         return pa.decimal128(precision, scale or 0)
     return pa.decimal256(precision, scale or 0)
@@ -88,7 +94,7 @@ def arrow_type(conn: psycopg.Connection, column: psycopg.Column) -> pa.DataType:
     if info.name == "numeric":
         element = _numeric_type(*((None, None) if is_array else (column.precision, column.scale)))
     else:
-        element = _SCALARS.get(info.name, pa.string())
+        element = _scalars().get(info.name, pa.string())
     return pa.list_(element) if is_array else element
 
 

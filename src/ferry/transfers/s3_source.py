@@ -193,6 +193,9 @@ def parquet_file(client: Any, bucket: str, key: str, size: int, *, etag: str | N
     A parquet file ends with its footer; an object cut short has none, and pyarrow's complaint
     ("magic bytes not found in footer") becomes a ValueError naming the object.
     """
+    from ferry.extras import require
+
+    require("parquet", "reading parquet", "pyarrow")
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -188,9 +188,10 @@ def _raise_if_changed(remote: Any, path: str, opened: Any, *, probe: bool) -> No
 
 
 def _when(mtime: int | None) -> str:
-    from datetime import UTC, datetime
+    from datetime import datetime, timezone
 
-    return "unknown" if mtime is None else datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = datetime.fromtimestamp(mtime, timezone.utc) if mtime is not None else None
+    return "unknown" if when is None else when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _windows(remote: Any, size: int) -> Iterator[bytes]:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from ferry.extras import optional_module
 from ferry.transfers.compression import Compression, compressor
 from ferry.transfers.progress import Progress
 from ferry.transfers.s3_sink import S3Output
@@ -19,6 +17,9 @@ from ferry.transfers.s3_sink import S3Output
 #: Rows are gathered into blocks of this size before compressing and writing: a call into
 #: zlib or zstd per 200-byte row would cost more than the copy it saves.
 BLOCK = 1 << 20
+
+pa = optional_module("pyarrow", "parquet", "file_format='parquet'")  # text formats need no pyarrow
+pq = optional_module("pyarrow.parquet", "parquet", "file_format='parquet'")
 
 
 class _TextFile:
