@@ -74,7 +74,7 @@ def demo_transfers(stack: Stack) -> list[str]:
 
 
 #: The demo backfills every n-th monthly interval (and the last): 15 of the 57, about two
-#: minutes here. `python -m ferry.airbnb.backfill` (n = 1) runs all of them.
+#: minutes here. `python -m ferry.airbnb.backfill` (``--every 1``) runs all of them.
 AIRBNB_EVERY = 4
 
 
@@ -87,7 +87,7 @@ def demo_inside_airbnb(stack: Stack) -> list[str]:
     log_file = stack.settings.logs / "demo-inside_airbnb.log"
     started = time.monotonic()
     with open(log_file, "wb") as log:
-        result = subprocess.run([sys.executable, "-m", "ferry.airbnb.backfill", str(AIRBNB_EVERY)],
+        result = subprocess.run([sys.executable, "-m", "ferry.airbnb.backfill", "--every", str(AIRBNB_EVERY)],
                                 env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise RuntimeError(f"DAG inside_airbnb failed — log: {log_file}")
