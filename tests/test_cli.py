@@ -22,6 +22,7 @@ COMMANDS = {
     "ferry stack up": [str(BIN / "ferry"), "stack", "up"],
     "ferry airbnb generate": [str(BIN / "ferry"), "airbnb", "generate"],
     "ferry airbnb load": [str(BIN / "ferry"), "airbnb", "load"],
+    "ferry digits samples": [str(BIN / "ferry"), "digits", "samples"],
     "ferry-crunch": [str(BIN / "ferry-crunch")],
     "bench": [sys.executable, "-m", "bench"],
     "backfill": [sys.executable, "-m", "ferry.airbnb.backfill"],
