@@ -24,6 +24,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from chalice import Chalice, Response
+
 from chalicelib.cluster_map import EndpointClusterMaps, digit_of
 from chalicelib.preprocess import ImageRejected, mnist_vector
 from chalicelib.recordio import write_numpy_to_dense_tensor

@@ -274,13 +274,34 @@ def bench_mongo_to_s3(quarter: int, full: int) -> list[str]:
     ]
 
 
-def main() -> int:
+SECTIONS = ("postgres", "sftp", "reverse", "mongo", "cruncher", "digits", "s3")
+
+
+def build_parser():
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmarks, ferry beside its baselines, against the local stack (started if it is not running; "
+                    "FERRY_HOME and the FERRY_*_PORT variables choose which). All of them take about 20 minutes. "
+                    "The report is printed and written to bench/out/latest.md; bench/RESULTS.md records curated runs.")
+    parser.add_argument("sections", nargs="*", metavar="SECTION",
+                        help=f"run only these: {', '.join(SECTIONS)} (default: all)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.sections if name not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section {', '.join(unknown)} (choose from {', '.join(SECTIONS)})")
     stack = Stack()
     stack.up(echo=lambda line: None)
     os.environ.update(stack_environment(stack.settings))
     os.environ.setdefault("FERRY_SSH_PORT", str(stack.settings.ports["sshd"]))
     os.environ["USER_NAME"] = stack.service("sshd").user
-    wanted = set(sys.argv[1:]) or {"postgres", "sftp", "reverse", "mongo", "cruncher", "digits", "s3"}
+    wanted = set(args.sections) or set(SECTIONS)
     rows, rows_x4 = prepare(stack) if wanted & {"postgres", "sftp", "reverse", "cruncher"} else (0, 0)
     report = [f"## Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({os.cpu_count()} cores)", ""]
     if "postgres" in wanted:

@@ -43,7 +43,7 @@ def transfers_example():
 
     @task.short_circuit
     def mongo_is_configured() -> bool:
-        """Skip the MongoDB branch where no ``mongo_default`` connection exists (as here)."""
+        """Skip the MongoDB branch where no ``mongo_default`` connection exists (the local stack defines one)."""
         try:
             BaseHook.get_connection("mongo_default")
         except Exception:  # AirflowNotFoundException; its import path moves between releases

@@ -69,3 +69,8 @@ def empty_bucket(s3, bucket: str) -> None:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for obj in page.get("Contents", []):
             s3.delete_object(Bucket=bucket, Key=obj["Key"])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The README test last: its `make down` stops the session's stack (it starts it again)."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_readme.py::test_every_readme_block"))

@@ -67,6 +67,13 @@ def _airbnb_load(args: argparse.Namespace) -> None:
             print(f"{path}: {load(conn, path, day):,} listings as the snapshot of {day}")
 
 
+def _digits_samples(args: argparse.Namespace) -> None:
+    from ferry.digits.sample_data import write_sample_pictures
+
+    for path, label in write_sample_pictures(Stack().settings.data("digits-samples"), args.count):
+        print(f"{path}  (a {label})")
+
+
 def _inside_airbnb():
     import psycopg
 
@@ -112,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("files", nargs="+", help="listings.csv files; the date is read from each name")
     load.add_argument("--date", help="snapshot date (YYYY-MM-DD) for files whose name holds none")
     load.set_defaults(func=_airbnb_load)
+
+    digits = commands.add_parser("digits", help="the digits classifier").add_subparsers(dest="action", required=True)
+    samples = digits.add_parser("samples", help="write held-out MNIST test digits as JPEG pictures to send to the API "
+                                                "($FERRY_HOME/data/digits-samples/digit-<n>-is-<label>.jpeg)")
+    samples.add_argument("--count", type=int, default=6, help="how many (default 6)")
+    samples.set_defaults(func=_digits_samples)
     return parser
 
 

@@ -74,7 +74,7 @@ def demo_transfers(stack: Stack) -> list[str]:
 
 
 #: The demo backfills every n-th monthly interval (and the last): 15 of the 57, about two
-#: minutes here. `python -m ferry.airbnb.backfill` (n = 1) runs all of them.
+#: minutes here. `python -m ferry.airbnb.backfill` (``--every 1``) runs all of them.
 AIRBNB_EVERY = 4
 
 
@@ -87,7 +87,7 @@ def demo_inside_airbnb(stack: Stack) -> list[str]:
     log_file = stack.settings.logs / "demo-inside_airbnb.log"
     started = time.monotonic()
     with open(log_file, "wb") as log:
-        result = subprocess.run([sys.executable, "-m", "ferry.airbnb.backfill", str(AIRBNB_EVERY)],
+        result = subprocess.run([sys.executable, "-m", "ferry.airbnb.backfill", "--every", str(AIRBNB_EVERY)],
                                 env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise RuntimeError(f"DAG inside_airbnb failed — log: {log_file}")
@@ -174,7 +174,7 @@ def demo_digits_classifier(stack: Stack) -> list[str]:
 
     import boto3
 
-    from ferry.digits.sample_data import mnist_splits, sample_picture
+    from ferry.digits.sample_data import write_sample_pictures
 
     lines = []
     sagemaker = boto3.client("sagemaker")
@@ -189,18 +189,13 @@ def demo_digits_classifier(stack: Stack) -> list[str]:
         lines.append(f"digits_classifier, model={model} ({seconds:.0f} s): SageMaker job {job['TrainingJobName']} "
                      f"trained in {trained:.0f} s, held-out accuracy {accuracy.group(1) if accuracy else '?'} "
                      f"— log: {log_file}")
-    samples = stack.settings.data("digits-samples")
-    samples.mkdir(parents=True, exist_ok=True)
-    _, _, (images, labels) = mnist_splits()
     api = stack.settings.url("api")
     lines.append(f"  the API ({api}) on sample pictures (dark ink on light paper, 540x420 JPEG):")
-    for index in range(6):
-        picture = samples / f"digit-{index}-is-{labels[index]}.jpeg"
-        picture.write_bytes(sample_picture(images[index]))
+    for picture, label in write_sample_pictures(stack.settings.data("digits-samples")):
         request = urllib.request.Request(api + "/", data=picture.read_bytes(), headers={"Content-Type": "image/jpeg"})
         with urllib.request.urlopen(request, timeout=30) as response:
             digit = json.loads(response.read())["digit"]
-        lines.append(f"    {picture}  → {digit}  ({'right' if digit == labels[index] else 'wrong'})")
+        lines.append(f"    {picture}  → {digit}  ({'right' if digit == label else 'wrong'})")
     lines.append(f"  draw your own: open {api}/ in a browser")
     return lines
 

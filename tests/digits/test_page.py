@@ -3,6 +3,7 @@ scripts/setup.sh): a person draws with the mouse, the page shows the model's dig
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 
@@ -15,10 +16,26 @@ pytestmark = pytest.mark.integration
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
+def require_chromium(chromium: str = CHROMIUM, chromedriver: str = CHROMEDRIVER) -> None:
+    """Skip without Chromium on a developer's machine; fail under CI, whose set-up installs it."""
+    if not (shutil.which(chromium) and shutil.which(chromedriver)):
+        missing = "Debian's chromium and chromium-driver are not installed (make setup installs them as root)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{missing}, and CI={os.environ['CI']}: set-up should have installed them", pytrace=False)
+        pytest.skip(missing)
+
+
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_a_missing_chromium_skips_only_outside_ci(monkeypatch, ci):
+    monkeypatch.setenv("CI", ci)
+    expected = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(expected, match="chromium-driver are not installed"):
+        require_chromium("/nonexistent/chromium", "/nonexistent/chromedriver")
+
+
 @pytest.fixture(scope="module")
 def browser():
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make setup installs them as root)")
+    require_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

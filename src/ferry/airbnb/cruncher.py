@@ -164,13 +164,33 @@ def crunch_s3(s3: Any, bucket: str, prefix: str = "listing-", results_prefix: st
             "biggest_increase": [asdict(m) for m in increases], "biggest_decrease": [asdict(m) for m in decreases]}
 
 
-def main() -> int:
-    """``ferry-crunch``: settings from the environment, like the book's container.
+SETTINGS_HELP = """settings, from the environment (as the book's container takes them):
+  S3_ENDPOINT      host:port or URL of the S3 endpoint (empty: AWS)
+  S3_ACCESS_KEY    access key id (empty: boto3's usual credential chain)
+  S3_SECRET_KEY    secret access key
+  BUCKET           the bucket (default inside-airbnb)
+  PREFIX           the snapshot objects' key prefix (default listing-)
+  RESULTS_PREFIX   where the results go (default results/)
+  AWS_DEFAULT_REGION  (default eu-west-1)"""
 
-    ``S3_ENDPOINT`` (host:port or URL; empty for AWS), ``S3_ACCESS_KEY``, ``S3_SECRET_KEY``,
-    ``BUCKET`` (default ``inside-airbnb``), ``PREFIX`` (default ``listing-``), ``RESULTS_PREFIX``
-    (default ``results/``). Without the keys, boto3's usual credential chain applies.
+
+def build_parser() -> Any:
+    import argparse
+
+    return argparse.ArgumentParser(
+        prog="ferry-crunch", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SETTINGS_HELP,
+        description="Read every snapshot object under PREFIX in BUCKET, find the five biggest price increases "
+                    "and decreases per day, and write them to RESULTS_PREFIX{biggest_increase,biggest_decrease}.json "
+                    "in the same bucket (replacing what is there).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ferry-crunch``: settings from the environment, like the book's container (see ``SETTINGS_HELP``).
+
+    It takes no arguments: ``--help`` prints the settings, anything else is refused (exit 2)
+    before S3 is touched.
     """
+    build_parser().parse_args(argv)
     import boto3
 
     endpoint = os.environ.get("S3_ENDPOINT") or None

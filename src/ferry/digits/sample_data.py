@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import pickle
+from pathlib import Path
 
 import numpy as np
 
@@ -77,3 +78,16 @@ def other_writers() -> tuple[np.ndarray, np.ndarray]:
         paper.save(out, "PNG")
         vectors.append(mnist_vector(out.getvalue()))
     return np.asarray(vectors, dtype=np.float32), digits.target
+
+
+def write_sample_pictures(folder: Path, count: int = 6) -> list[tuple[Path, int]]:
+    """The first ``count`` held-out test digits as pictures a person would send (dark ink on light
+    paper, 540x420 JPEG), named ``digit-<n>-is-<label>.jpeg``; returns each path and its label."""
+    _, _, (images, labels) = mnist_splits()
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index in range(count):
+        picture = folder / f"digit-{index}-is-{labels[index]}.jpeg"
+        picture.write_bytes(sample_picture(images[index]))
+        written.append((picture, int(labels[index])))
+    return written
