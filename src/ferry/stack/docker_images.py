@@ -29,7 +29,7 @@ from ferry.stack.settings import project_root
 
 CRUNCHER_IMAGE = "ferry/numbercruncher:latest"
 #: What the cruncher imports, copied into the image (nothing else of ferry goes in).
-CRUNCHER_MODULES = ("ferry/__init__.py", "ferry/airbnb/__init__.py", "ferry/airbnb/cruncher.py")
+CRUNCHER_MODULES = ("ferry/__init__.py", "ferry/extras.py", "ferry/airbnb/__init__.py", "ferry/airbnb/cruncher.py")
 CRUNCHER_PACKAGES = ("boto3", "pyarrow", "pandas")
 BASE_PACKAGES = ("python3", "ca-certificates")
 INPUTS_LABEL = "org.ferry.inputs"
