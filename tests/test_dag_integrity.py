@@ -31,7 +31,8 @@ SCHEDULES = {
 
 def schedule_of(dag) -> tuple:
     timetable = dag.timetable
-    runs_on = getattr(timetable, "expression", None)  # the cron expression (@monthly: 0 0 1 * *)
+    # the cron expression (@monthly: 0 0 1 * *); Airflow 3.1 keeps it as _expression
+    runs_on = getattr(timetable, "expression", None) or getattr(timetable, "_expression", None)
     if type(timetable).__name__ == "AssetTriggeredTimetable":
         runs_on = ", ".join(sorted(asset.uri for asset in timetable.asset_condition.objects))
     day = lambda d: d and str(d.date())  # noqa: E731
