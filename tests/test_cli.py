@@ -23,6 +23,7 @@ COMMANDS = {
     "ferry airbnb generate": [str(BIN / "ferry"), "airbnb", "generate"],
     "ferry airbnb load": [str(BIN / "ferry"), "airbnb", "load"],
     "ferry digits samples": [str(BIN / "ferry"), "digits", "samples"],
+    "ferry run": [str(BIN / "ferry"), "run"],
     "ferry-crunch": [str(BIN / "ferry-crunch")],
     "bench": [sys.executable, "-m", "bench"],
     "backfill": [sys.executable, "-m", "ferry.airbnb.backfill"],
@@ -63,8 +64,11 @@ def test_a_bad_argument_is_refused_with_the_usage(name, quiet_env):
     untouched(quiet_env)
 
 
-def test_unknown_bench_sections_and_bad_counts_are_refused(quiet_env):
-    for command in ([*COMMANDS["bench"], "postgres", "postgress"], [*COMMANDS["backfill"], "--every", "0"]):
+def test_bad_values_are_refused_before_anything_runs(quiet_env):
+    for command in ([*COMMANDS["bench"], "postgres", "postgress"], [*COMMANDS["backfill"], "--every", "0"],
+                    [*COMMANDS["ferry run"], "inside_airbnb", "2019-13-01"],
+                    [*COMMANDS["ferry run"], "digits_classifier", "--conf", "model=knn"],
+                    [*COMMANDS["ferry run"], "digits_classifier", "--conf", '["knn"]']):
         result = run(command, quiet_env)
         assert result.returncode == 2 and "error:" in result.stderr, result.stdout + result.stderr
     untouched(quiet_env)

@@ -10,7 +10,7 @@ How a block runs:
   the rest of the session's environment (Airflow's settings, connections, AWS keys) is removed, and
   ``AIRFLOW_HOME`` is an empty folder, so a block that forgets the ``eval`` fails here too.
 - A block's trailing comment lines (``# …`` after its last command) are the output it shows: they
-  must be the last lines the block prints.
+  must be the last lines the block prints, where ``…`` stands for any text (a time, a path).
 
 Exceptions are marked in README.md by an HTML comment just before the block, each with its reason
 in parentheses (a marker without one fails ``test_markers_are_well_formed``):
@@ -152,6 +152,20 @@ def test_the_parser_refuses_markers_without_a_reason():
     assert block.script() == "echo c\n# c\n" and block.shown_output() == ["c"]
 
 
+def shows(shown: list[str], printed: list[str]) -> bool:
+    """Whether ``printed`` is what ``shown`` shows, each ``…`` in it standing for any text."""
+    patterns = [".*".join(re.escape(part) for part in line.split("…")) for line in shown]
+    return len(printed) == len(shown) and all(re.fullmatch(p, line) for p, line in zip(patterns, printed, strict=True))
+
+
+def test_shown_output_may_elide_with_an_ellipsis():
+    assert shows(["ran in … s — log: …/x.log"], ["ran in 14 s — log: /tmp/a/x.log"])
+    assert shows(['{"digit":7}'], ['{"digit":7}'])
+    assert not shows(["ran in … s"], ["ran in 14 s, then failed"])
+    assert not shows(['{"digit":7}'], ['{"digit":1}'])
+    assert not shows(["a", "b"], ["b"])
+
+
 def reader_environment(tmp_path: Path) -> dict[str, str]:
     """A new shell of the session's user: the session's FERRY_HOME and ports, nothing of the stack else."""
     from ferry.stack.environment import stack_environment
@@ -206,7 +220,7 @@ def test_every_readme_block_runs_as_written(stack, tmp_path, capsys):
             shown = block.shown_output()
             if shown:
                 printed = [line.strip() for line in result.stdout.strip().splitlines()][-len(shown):]
-                assert printed == shown, f"README.md:{block.line}: the block shows {shown}, it printed {printed}"
+                assert shows(shown, printed), f"README.md:{block.line}: the block shows {shown}, it printed {printed}"
     finally:
         # Leave the session's stack as the README found it: core services up, the rest as before.
         stack.up([cls.name for cls in CORE_SERVICES], echo=lambda line: None)

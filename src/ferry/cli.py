@@ -1,8 +1,11 @@
-"""The ``ferry`` command: ``ferry stack up|down|status|env|password``."""
+"""The ``ferry`` command: ``ferry stack up|down|status|env|password``, ``demo``, ``run``, ``airbnb``, ``digits``."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
 import sys
 
 from ferry.stack import Stack, StackError
@@ -41,6 +44,38 @@ def _demo(args: argparse.Namespace) -> None:
     from ferry import demo
 
     demo.main()
+
+
+def _run(args: argparse.Namespace) -> None:
+    from ferry.dag_runs import run_dag
+
+    settings = Stack().settings
+    stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+    log_file = settings.logs / "runs" / f"{args.dag_id}-{stamp}.log"
+    extra = ([args.logical_date] if args.logical_date else []) + (["--conf", args.conf] if args.conf else [])
+    print(f"Running {args.dag_id} (airflow dags test); its output goes to {log_file}", flush=True)
+    outcome = run_dag(args.dag_id, extra, log_file, {**os.environ, **stack_environment(settings)})
+    print(outcome.summary())
+    if not outcome.succeeded:
+        raise SystemExit(1)
+
+
+def _logical_date(text: str) -> str:
+    try:
+        datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date or ISO 8601 date-time: {text!r}") from None
+    return text
+
+
+def _json_object(text: str) -> str:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}")
+    return text
 
 
 def _airbnb_generate(args: argparse.Namespace) -> None:
@@ -107,6 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("password", help="the Airflow UI's admin password").set_defaults(func=_stack_password)
 
     commands.add_parser("demo", help="start the stack and run every pipeline end to end").set_defaults(func=_demo)
+
+    run = commands.add_parser(
+        "run", help="run one DAG with `airflow dags test` on the stack; print one line with the outcome",
+        description="Run one DAG with `airflow dags test` and the stack's environment (no need to eval "
+                    "`ferry stack env` first). Its whole output goes to $FERRY_HOME/logs/runs/; what is "
+                    "printed is one line: the run's state, its tasks' states, the failed tasks, the log. "
+                    "Exits 1 if the run did not succeed. The services the DAG needs must be up.")
+    run.add_argument("dag_id", help="e.g. transfers_example, inside_airbnb_spark, digits_classifier")
+    run.add_argument("logical_date", nargs="?", type=_logical_date,
+                     help="the run's logical date, YYYY-MM-DD or ISO 8601 (default: now)")
+    run.add_argument("--conf", type=_json_object, help="""the run's conf, a JSON object: '{"model": "knn"}'""")
+    run.set_defaults(func=_run)
 
     airbnb = commands.add_parser("airbnb", help="the Inside Airbnb data").add_subparsers(dest="action", required=True)
     gen = airbnb.add_parser("generate", help="fill the listings table (PostgreSQL) and the reviews collection "

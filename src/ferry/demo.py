@@ -14,21 +14,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ferry import dag_runs
 from ferry.stack import Stack
-from ferry.stack.airflow import airflow_executable, migrate_metadata_db
+from ferry.stack.airflow import migrate_metadata_db
 from ferry.stack.environment import stack_environment
 
 
 def run_dag(stack: Stack, dag_id: str, *args: str, log_name: str | None = None) -> tuple[float, Path]:
-    """``airflow dags test DAG [DATE] [--conf …]``; raise with the log's location if the run fails."""
-    log_file = stack.settings.logs / f"demo-{log_name or dag_id}.log"
-    started = time.monotonic()
-    with open(log_file, "wb") as log:
-        result = subprocess.run([airflow_executable(), "dags", "test", dag_id, *args],
-                                env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        raise RuntimeError(f"DAG {dag_id} failed ({' '.join(args)}) — log: {log_file}")
-    return time.monotonic() - started, log_file
+    """``airflow dags test DAG [DATE] [--conf …]``; raise with its outcome if the run fails."""
+    outcome = dag_runs.run_dag(dag_id, list(args), stack.settings.logs / f"demo-{log_name or dag_id}.log",
+                               os.environ.copy())
+    if not outcome.succeeded:
+        raise RuntimeError(outcome.summary() + (f" (arguments: {' '.join(args)})" if args else ""))
+    return outcome.seconds, outcome.log_file
 
 
 def ensure_listings(stack: Stack, rows: int = 1_000_000) -> int:
