@@ -93,7 +93,7 @@ for pair in "${PAIRS[@]}"; do
   step "Python $py, Airflow $airflow: installing the wheel with every extra"
   uv venv --quiet --python "$(find_python "$py")" "$venv"
   uv pip install --quiet --python "$venv/bin/python" "apache-airflow==$airflow" "$wheel[all]" \
-    pytest pytest-timeout selenium
+    pytest pytest-timeout selenium sagemaker-training
   # Run from the checkout for its tests/ and dags/; `src` is never on sys.path, so the tests
   # import the installed wheel (checked).
   "$venv/bin/python" -c '

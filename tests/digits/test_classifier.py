@@ -166,3 +166,19 @@ def test_kmeans_clusters_become_digits_through_the_learned_map(kmeans_model_dir,
     assert 0.45 < accuracy < 0.75  # clusters follow style, not meaning (≈0.55 on MNIST)
     with pytest.raises(KeyError):
         cluster_map.digit_of({"closest_cluster": 3.0}, None)
+
+
+def test_the_default_model_parses_its_hyperparameters_under_the_training_toolkits_mapping(classifier):
+    """``c`` is one letter: the toolkit passes ``-c 5``, not ``--c 5`` (a script defining only
+    ``--c`` exits with a usage error on SageMaker)."""
+    from sagemaker_training import mapping
+
+    from ferry.digits.configs import hyperparameters
+    from ferry.sagemaker.script_mode import hyperparameter_value
+
+    given = {name: hyperparameter_value(raw) for name, raw in hyperparameters("sklearn", "s3://b/code.tar.gz").items()
+             if not name.startswith("sagemaker_")}
+    argv = mapping.to_cmd_args(given)
+    assert argv == ["-c", "5", "--pca", "40"]
+    args = classifier.parse_arguments(argv)
+    assert (args.c, args.pca) == (5.0, 40)

@@ -9,6 +9,7 @@ import io
 import json
 import time
 import uuid
+from pathlib import Path
 
 import boto3
 import numpy as np
@@ -313,7 +314,7 @@ def main():
         sys.exit(3)
     train = Path(os.environ["SM_CHANNEL_TRAIN"])
     model_dir = Path(os.environ["SM_MODEL_DIR"])
-    seen = {name: value for name, value in os.environ.items() if name.startswith("SM_")}
+    seen = dict(os.environ)  # all of it: the test looks for the stack's secrets in it
     (model_dir / "model.json").write_text(json.dumps(
         {"scale": args.scale, "files": sorted(p.name for p in train.iterdir()), "env": seen, "argv": sys.argv[1:]}))
     print(f"loss={0.25 * args.scale}")
@@ -361,10 +362,17 @@ def script_job(name: str, prefix: str, code: str, program: str = "train.py", **h
     return request
 
 
-def test_script_mode_trains_with_sagemakers_environment_and_serves_with_the_users_functions(sm, s3, blobs,
+def stack_secrets(stack) -> dict[str, str]:
+    creds = stack.settings.credentials
+    return {name: getattr(creds, name) for name in (
+        "postgres_password", "aws_access_key_id", "aws_secret_access_key", "airflow_admin_password",
+        "airflow_jwt_secret", "airflow_fernet_key", "mongo_password")}
+
+
+def test_script_mode_trains_with_sagemakers_environment_and_serves_with_the_users_functions(stack, sm, s3, blobs,
                                                                                             user_code):
     name = unique("script")
-    sm.create_training_job(**script_job(name, blobs, user_code, scale="2"))
+    sm.create_training_job(**script_job(name, blobs, user_code, scale="2"), Environment={"MY_SETTING": "on"})
     job = wait_job(sm, name)
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     assert [(m["MetricName"], m["Value"]) for m in job["FinalMetricDataList"]] == [("train:loss", 0.5)]
@@ -378,6 +386,12 @@ def test_script_mode_trains_with_sagemakers_environment_and_serves_with_the_user
     assert json.loads(environment["SM_HPS"]) == {"scale": "2"} and environment["SM_HP_SCALE"] == "2"
     assert json.loads(environment["SM_CHANNELS"]) == ["train"] and environment["SM_CURRENT_HOST"] == "algo-1"
     assert environment["SM_MODULE_NAME"] == "train" and "SM_OUTPUT_DATA_DIR" in environment
+    # The job's Environment, SageMaker's variables, and nothing of the stack's: no password, no key.
+    assert environment["MY_SETTING"] == "on"
+    leaked = [(secret, variable) for secret, value in stack_secrets(stack).items()
+              for variable, text in environment.items() if value in text]
+    assert not leaked, leaked
+    assert not [variable for variable in environment if variable.startswith(("AIRFLOW", "AWS_", "PG", "FERRY"))]
 
     sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
         "Image": SKLEARN, "ModelDataUrl": job["ModelArtifacts"]["S3ModelArtifacts"],
@@ -399,6 +413,29 @@ def test_script_mode_trains_with_sagemakers_environment_and_serves_with_the_user
     sm.delete_endpoint(EndpointName=name)
 
 
+def test_the_sagemaker_servers_run_without_the_stacks_other_secrets(stack):
+    """They run users' code: no database password, Airflow key or connection in their environment."""
+    from ferry.stack.process import read_pid
+
+    creds = stack.settings.credentials
+    others = {creds.postgres_password, creds.airflow_jwt_secret, creds.airflow_fernet_key, creds.mongo_password,
+              creds.airflow_admin_password}
+    for service in ("sagemaker", "endpoint"):
+        pid = read_pid(stack.service(service).pid_file)
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        names = {entry.split(b"=", 1)[0].decode() for entry in environ if entry}
+        assert not [n for n in names if n.startswith(("AIRFLOW", "PG"))], (service, names)
+        assert not [s for s in others if any(s.encode() in entry for entry in environ)], service
+
+
+def test_a_bad_job_environment_is_refused(sm, blobs):
+    for environment in ({"1BAD": "x"}, {"GOOD": "x" * 513}, {f"V{i}": "x" for i in range(101)}):
+        with pytest.raises(ClientError) as refused:
+            sm.create_training_job(**job_request(unique("env"), blobs, {"k": "3", "feature_dim": DIM}),
+                                   Environment=environment)
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+
+
 @pytest.mark.parametrize(
     ("program", "hyperparameters", "bundle", "reason"),
     [
@@ -407,11 +444,15 @@ def test_script_mode_trains_with_sagemakers_environment_and_serves_with_the_user
         ("../../../etc/passwd", {"scale": "1"}, None, "points outside the source directory"),
         ("missing.py", {"scale": "1"}, None, "is not in the source directory"),
         ("train.py", {"scale": "1"}, {"../escape.py": "print(1)"}, "outside the destination"),
+        # A small gzip bomb: 100,001 empty files (a few hundred kB packed), refused before unpacking.
+        ("train.py", {"scale": "1"}, "100001 members", "has more than 100,000 members"),
     ],
-    ids=["script-fails", "program-climbs-out", "program-missing", "bundle-climbs-out"],
+    ids=["script-fails", "program-climbs-out", "program-missing", "bundle-climbs-out", "bundle-too-many-members"],
 )
 def test_script_mode_failures_say_why(sm, s3, blobs, user_code, program, hyperparameters, bundle, reason):
     code = user_code
+    if bundle == "100001 members":
+        bundle = {"train.py": USER_SCRIPT, **{f"empty/{i}.txt": "" for i in range(100_001)}}
     if bundle is not None:
         key = f"{unique('hostile-code')}/sourcedir.tar.gz"
         s3.put_object(Bucket=BUCKET, Key=key, Body=source_bundle(bundle))

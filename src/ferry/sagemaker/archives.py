@@ -1,24 +1,43 @@
 """The tar.gz archives SageMaker passes around (model artifacts, source bundles), fetched and
-unpacked safely: one place for the size caps and tarfile's ``data`` filter (no member outside
-the target directory, no links out, no devices or setuid bits)."""
+unpacked safely: one place for the caps and tarfile's ``data`` filter (no member outside the
+target directory, no links out, no devices or setuid bits).
+
+The caps are checked from the members' headers while the archive is read, before anything is
+written: a small gzip bomb (a header claiming terabytes, or a million empty files) is refused
+as soon as its count or claimed size passes the cap, without inflating the rest.
+"""
 
 from __future__ import annotations
 
 import tarfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+
+from ferry.sagemaker.algorithms import AlgorithmError
+
+#: No archive is unpacked if its members add up to more than this…
+MAX_EXPANDED_BYTES = 4 * 1024 * 1024 * 1024
+#: … or if it has more members than this.
+MAX_MEMBERS = 100_000
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise AlgorithmError(f"ClientError: expected an s3://bucket/prefix URI, got {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
 
 
 def fetch_tar_gz(s3: Any, uri: str, directory: Path, *, what: str, max_bytes: int,
-                 max_expanded: int | None = None) -> None:
+                 max_expanded: int = MAX_EXPANDED_BYTES, max_members: int = MAX_MEMBERS) -> None:
     """Download the ``s3://`` tar.gz ``uri`` and unpack it into ``directory``.
 
     ValueError naming ``what`` if it is over ``max_bytes`` (checked before downloading; then
-    ``directory`` is not created), would expand past ``max_expanded`` (summed from its headers
-    before anything is written) or is not a tar.gz that unpacks safely. S3's own errors pass.
+    ``directory`` is not created), would expand past ``max_expanded`` or hold more than
+    ``max_members`` members (counted from its headers before anything is written), or is not a
+    tar.gz that unpacks safely. S3's own errors pass.
     """
-    from ferry.sagemaker.worker import split_s3_uri
-
     bucket, key = split_s3_uri(uri)
     size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
     if size > max_bytes:
@@ -28,10 +47,16 @@ def fetch_tar_gz(s3: Any, uri: str, directory: Path, *, what: str, max_bytes: in
     try:
         s3.download_file(bucket, key, str(archive))
         with tarfile.open(archive) as tar:
-            members = tar.getmembers()
-            expanded = sum(member.size for member in members)
-            if max_expanded is not None and expanded > max_expanded:
-                raise ValueError(f"{what} expands to {expanded:,} bytes; at most {max_expanded:,} are accepted")
+            members, expanded = [], 0
+            while (member := tar.next()) is not None:
+                members.append(member)
+                expanded += member.size
+                if expanded > max_expanded:
+                    raise ValueError(f"{what} expands to more than {max_expanded:,} bytes; "
+                                     f"at most {max_expanded:,} are accepted")
+                if len(members) > max_members:
+                    raise ValueError(f"{what} has more than {max_members:,} members; "
+                                     f"at most {max_members:,} are accepted")
             tar.extractall(directory, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ValueError(f"{what} is not a readable tar.gz: {type(exc).__name__}: {exc}") from None

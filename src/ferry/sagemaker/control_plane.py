@@ -45,6 +45,7 @@ log = logging.getLogger("ferry.sagemaker")
 
 ACCOUNT = "000000000000"
 MAX_BODY = 1024 * 1024
+ENVIRONMENT_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 TERMINAL = ("Completed", "Failed", "Stopped")
 
@@ -57,6 +58,20 @@ class ApiError(Exception):
 
 def validation(message: str) -> ApiError:
     return ApiError("ValidationException", message)
+
+
+def _environment_map(environment: Any) -> None:
+    """CreateTrainingJob's ``Environment``, as botocore's model bounds it (TrainingEnvironmentMap):
+    at most 100 variables, names ``[a-zA-Z_][a-zA-Z0-9_]*``, names and values at most 512 characters."""
+    if environment is None:
+        return
+    if not isinstance(environment, dict) or len(environment) > 100:
+        raise validation("Environment must be a map of at most 100 variables")
+    for name, value in environment.items():
+        if not isinstance(name, str) or not ENVIRONMENT_NAME.fullmatch(name) or len(name) > 512:
+            raise validation(f"Environment variable name {str(name)[:80]!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
+        if not isinstance(value, str) or len(value) > 512 or "\0" in value:
+            raise validation(f"Environment variable {name} must be a string of at most 512 characters")
 
 
 def _required(request: dict[str, Any], *names: str) -> None:
@@ -162,6 +177,7 @@ class ControlPlane:
         hyperparameters = request.get("HyperParameters") or {}
         if not all(isinstance(v, str) for v in hyperparameters.values()):
             raise validation("HyperParameters values must be strings")
+        _environment_map(request.get("Environment"))
         arn = self.arn("training-job", name)
         at = now()
         job = {**request, "TrainingJobArn": arn, "TrainingJobStatus": "InProgress", "SecondaryStatus": "Starting",

@@ -45,7 +45,9 @@ from typing import Any
 
 import numpy as np
 
+from ferry.sagemaker.archives import MAX_EXPANDED_BYTES, fetch_tar_gz
 from ferry.sagemaker.recordio import iter_records
+from ferry.sagemaker.store import private_directory
 
 log = logging.getLogger("ferry.endpoint")
 
@@ -54,8 +56,6 @@ MAX_PAYLOAD = 6 * 1024 * 1024
 #: A model archive larger than this is not downloaded (SageMaker's own limit for a real-time
 #: endpoint's model is far larger, but no model this server can hold in memory is).
 MAX_ARTIFACT_BYTES = 1024 * 1024 * 1024
-#: ... nor unpacked if its members add up to more than this (a gzip bomb stays a small upload).
-MAX_EXPANDED_BYTES = 4 * 1024 * 1024 * 1024
 INVOCATION_PATH = re.compile(r"^/endpoints/([A-Za-z0-9](?:-*[A-Za-z0-9]){0,62})/invocations$")
 ENDPOINT_PATH = re.compile(r"^/endpoints/([A-Za-z0-9](?:-*[A-Za-z0-9]){0,62})$")
 
@@ -150,9 +150,13 @@ class Registry:
         return json.loads(self.path.read_text())
 
     def write(self, endpoints: dict[str, dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Atomically, and readable by the stack's user only (models' environments are in it)."""
+        private_directory(self.path.parent)
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(endpoints, indent=2, sort_keys=True))
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)
+        with open(descriptor, "w") as file:
+            file.write(json.dumps(endpoints, indent=2, sort_keys=True))
         os.replace(temporary, self.path)
 
 
@@ -228,8 +232,6 @@ class _RowPredictor:
 def fetch_artifact(s3: Any, model_data_url: str, directory: Path, *, max_bytes: int = MAX_ARTIFACT_BYTES,
                    max_expanded: int = MAX_EXPANDED_BYTES) -> None:
     """Download ``model.tar.gz`` and unpack it into ``directory``, within the size caps (ferry.sagemaker.archives)."""
-    from ferry.sagemaker.archives import fetch_tar_gz
-
     fetch_tar_gz(s3, model_data_url, directory, what="the model archive", max_bytes=max_bytes,
                  max_expanded=max_expanded)
 

@@ -12,7 +12,12 @@ Training (:func:`run_training_script`):
   and ``SM_CHANNEL_<NAME>``; ``SM_MODEL_DIR`` is where the model goes (packed as
   ``model.tar.gz``), ``SM_OUTPUT_DATA_DIR``, ``SM_HPS`` (the user's hyperparameters as JSON),
   ``SM_HP_<NAME>``, ``SM_NUM_CPUS``, ``SM_HOSTS``, ``SM_CURRENT_HOST`` as in the container;
-- the user's hyperparameters are also passed as ``--name value`` arguments;
+- the user's hyperparameters are also passed as arguments, as the toolkit's
+  ``mapping.to_cmd_args`` writes them: sorted, ``--name value``, but ``-n value`` for a one-letter
+  name, a dict as ``k=v,k2=v2``; the ``SM_*`` values as its ``mapping.to_env_vars`` formats them
+  (tests/sagemaker/test_script_mode_contract.py runs the toolkit's own functions beside these);
+- the script runs with SageMaker's variables and nothing of the stack's environment (no
+  database password, no Airflow key, not the stack's AWS key pair), as a container would;
 - the script's output is the job's log; ``MetricDefinitions`` regexes over it give
   ``FinalMetricDataList``; a non-zero exit fails the job with the script's last line.
 
@@ -48,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from ferry.sagemaker.algorithms import AlgorithmError
+from ferry.sagemaker.archives import fetch_tar_gz
 
 #: What SageMaker's container mounts the model directory as; ``SAGEMAKER_SUBMIT_DIRECTORY`` may point under it.
 CONTAINER_MODEL_DIR = "/opt/ml/model"
@@ -65,9 +71,8 @@ def hyperparameter_value(raw: str) -> Any:
 
 
 def fetch_source(s3: Any, uri: str, directory: Path) -> None:
-    """Download and unpack the ``s3://`` source bundle ``uri`` into ``directory`` (ferry.sagemaker.archives)."""
-    from ferry.sagemaker.archives import fetch_tar_gz
-
+    """Download and unpack the ``s3://`` source bundle ``uri`` into ``directory``, within the caps of
+    every archive (ferry.sagemaker.archives: unpacked size, member count)."""
     try:
         fetch_tar_gz(s3, uri, directory, what=f"the source bundle {uri}", max_bytes=MAX_SOURCE_BYTES)
     except AlgorithmError:
@@ -104,9 +109,9 @@ def training_environment(root: Path, channels: list[str], hyperparameters: dict[
         "SM_OUTPUT_DATA_DIR": str(output_data),
         "SM_INPUT_DIR": str(root / "input"),
         "SM_INPUT_DATA_DIR": str(root / "input" / "data"),
-        "SM_CHANNELS": json.dumps(sorted(channels)),
-        "SM_HPS": json.dumps(hyperparameters, sort_keys=True),
-        "SM_USER_ARGS": json.dumps(user_arguments(hyperparameters)),
+        "SM_CHANNELS": environment_value(sorted(channels)),
+        "SM_HPS": environment_value(hyperparameters),
+        "SM_USER_ARGS": environment_value(user_arguments(hyperparameters)),
         "SM_NUM_CPUS": str(os.cpu_count() or 1),
         "SM_NUM_GPUS": "0",
         "SM_HOSTS": json.dumps(["algo-1"]),
@@ -119,15 +124,51 @@ def training_environment(root: Path, channels: list[str], hyperparameters: dict[
     for channel in channels:
         environment[f"SM_CHANNEL_{channel.upper()}"] = str(root / "input" / "data" / channel)
     for name, value in hyperparameters.items():
-        environment[f"SM_HP_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+        environment[f"SM_HP_{name.upper()}"] = environment_value(value)
     return environment
 
 
+def environment_value(value: Any) -> str:
+    """A value as the training toolkit writes it into an ``SM_*`` variable: strings as they are,
+    ``None`` as nothing, anything else as compact JSON with sorted keys."""
+    if isinstance(value, bytes):
+        return value.decode("latin1")
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def user_arguments(hyperparameters: dict[str, Any]) -> list[str]:
+    """The script's command-line arguments, as the training toolkit's ``to_cmd_args`` makes them."""
+
+    def text(value: Any) -> str:
+        if value is None:
+            return ""
+        return value.decode("latin1") if isinstance(value, bytes) else str(value)
+
     arguments = []
-    for name, value in sorted(hyperparameters.items()):
-        arguments += [f"--{name}", value if isinstance(value, str) else json.dumps(value)]
+    for name in sorted(hyperparameters):
+        value = hyperparameters[name]
+        if hasattr(value, "items"):
+            value = ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+        arguments += [(f"--{name}" if len(name) > 1 else f"-{name}") if name else "", text(value)]
     return arguments
+
+
+#: What of this process's environment a user's script inherits: where programs and the locale
+#: are, nothing else (a SageMaker container starts with its image's environment, not ours).
+INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+             "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def user_code_environment(*layers: dict[str, str]) -> dict[str, str]:
+    """The environment user code runs with: :data:`INHERITED`, then ``layers`` in order."""
+    environment = {name: os.environ[name] for name in INHERITED if name in os.environ}
+    for layer in layers:
+        environment.update(layer)
+    return environment
 
 
 def run_training_script(job: dict[str, Any], s3: Any, root: Path, channels: list[str],
@@ -142,7 +183,8 @@ def run_training_script(job: dict[str, Any], s3: Any, root: Path, channels: list
     fetch_source(s3, submit, code_dir)
     script = program_path(code_dir, program)
     user = {name: value for name, value in given.items() if not name.startswith("sagemaker_")}
-    environment = {**os.environ, **training_environment(root, channels, user, program, job["TrainingJobName"])}
+    environment = user_code_environment(job.get("Environment") or {},
+                                        training_environment(root, channels, user, program, job["TrainingJobName"]))
     command = [sys.executable, str(script), *user_arguments(user)]
     log(f"Invoking script with the following command: {' '.join(command[1:])}")
     definitions = job["AlgorithmSpecification"].get("MetricDefinitions") or []

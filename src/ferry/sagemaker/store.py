@@ -9,6 +9,7 @@ Describe* answer as JSON, so what was stored is what is described.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -32,9 +33,19 @@ CREATE INDEX IF NOT EXISTS log_events_by_stream ON log_events (grp, stream, ts, 
 """
 
 
+def private_directory(directory: Path) -> None:
+    """``directory``, created if missing, readable by its owner only (also when it already was there)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+
+
 class Store:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Private to the stack's user: jobs hold their hyperparameters and environments, and
+        # SQLite gives its -wal and -shm files the database file's mode.
+        private_directory(path.parent)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
         self.path = path
         with self._connect() as conn:
             conn.executescript(SCHEMA)

@@ -21,9 +21,9 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from ferry.sagemaker.algorithms import AlgorithmError, algorithm_for_image, is_script_mode_image, read_channel
+from ferry.sagemaker.archives import split_s3_uri
 from ferry.sagemaker.script_mode import run_training_script
 from ferry.sagemaker.store import Store
 
@@ -38,13 +38,6 @@ class Stopped(BaseException):
 
 def now() -> float:
     return datetime.now(timezone.utc).timestamp()
-
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise AlgorithmError(f"ClientError: expected an s3://bucket/prefix URI, got {uri!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
 
 
 class Job:

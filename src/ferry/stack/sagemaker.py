@@ -10,22 +10,43 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.request
 from pathlib import Path
 
+from ferry.stack.environment import stack_environment
 from ferry.stack.process import port_answers, spawn
 from ferry.stack.service import PidFileService, ProcessService
+from ferry.stack.settings import StackSettings
+
+#: Of the stack's variables, what the SageMaker servers need: the stack's S3 and its key pair
+#: (they read channels and source bundles, write models) and the other AWS endpoints.
+SAGEMAKER_NEEDS = ("FERRY_HOME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+                   "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
+                   "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
+
+#: The stack's variables that hold secrets or lead to them (``ferry stack env`` exports them).
+SECRET_PREFIXES = ("AIRFLOW", "AWS_", "PG")
+
+
+def sagemaker_environment(settings: StackSettings) -> dict[str, str]:
+    """The environment the control plane and the endpoint server start with.
+
+    Not the stack's whole environment: those servers run users' code (training scripts, script
+    models), so the database passwords, Airflow's Fernet key and JWT secret and the connections
+    stay out, even when the shell that ran ``ferry stack up`` had evaluated ``ferry stack env``.
+    Training scripts get less still (``ferry.sagemaker.script_mode.user_code_environment``).
+    """
+    stack = stack_environment(settings)
+    own = {name: value for name, value in os.environ.items() if not name.startswith(SECRET_PREFIXES)}
+    return {**own, **{name: stack[name] for name in SAGEMAKER_NEEDS}}
 
 
 class SageMakerService(PidFileService):
     name = "sagemaker"
 
     def _launch(self) -> None:
-        import os
-
-        from ferry.stack.environment import stack_environment
-
         self.settings.credentials  # noqa: B018 - make sure credentials.json exists before the server reads it
         spawn(
             [sys.executable, "-m", "ferry.sagemaker.control_plane", "--host", self.settings.host,
@@ -34,7 +55,7 @@ class SageMakerService(PidFileService):
              "--runtime-url", self.settings.url("endpoint")],
             pid_file=self.pid_file,
             log_file=self.log_file,
-            env={**os.environ, **stack_environment(self.settings)},
+            env=sagemaker_environment(self.settings),
         )
 
     def ready(self) -> bool:
@@ -52,7 +73,7 @@ class EndpointService(ProcessService):
         # threads spinning beside it (and beside the clients) halved its throughput and doubled
         # its p99 at 16 clients on two cores (bench/RESULTS.md).
         single = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-        return {**super().environment(), **single}
+        return {**sagemaker_environment(self.settings), **single}
 
     @property
     def registry(self) -> Path:

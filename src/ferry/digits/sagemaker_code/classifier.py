@@ -216,9 +216,11 @@ def read_records(directory: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack(images).astype(np.float32), np.asarray(labels).astype(int)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The hyperparameters as SageMaker's training toolkit passes them: ``--name value``, except a
+    one-letter name, which it passes as ``-c value`` (``sagemaker_training.mapping.to_cmd_args``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--c", type=float, default=5.0, help="the SVM's C")
+    parser.add_argument("-c", "--c", dest="c", type=float, default=5.0, help="the SVM's C")
     parser.add_argument("--pca", type=int, default=40, help="PCA components")
     parser.add_argument("--augment", type=int, default=2, help="distorted copies of each handwritten digit")
     parser.add_argument("--seed", type=int, default=0)
@@ -226,7 +228,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", type=Path, default=Path(os.environ.get("SM_CHANNEL_TRAIN", "train")))
     parser.add_argument("--synthetic", type=Path, default=os.environ.get("SM_CHANNEL_SYNTHETIC"),
                         help="an optional channel of more labelled digits (printed ones)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
     images, labels = read_records(args.train)
     extra = read_records(args.synthetic) if args.synthetic else None
     print(f"training on {len(images)} digits ({args.augment} distorted copies each) and "
