@@ -174,19 +174,56 @@ def test_names_are_unique(sm, blobs, trained):
 
 def test_stop_training_job(sm, blobs):
     name = unique("slow")
-    # Many trials of many epochs: long enough to be stopped while training.
-    sm.create_training_job(**job_request(name, blobs, {"k": "3", "feature_dim": DIM, "mini_batch_size": "10",
-                                                       "epochs": "100000", "local_lloyd_num_trials": "1000"}))
-    deadline = time.monotonic() + 60
-    while sm.describe_training_job(TrainingJobName=name)["SecondaryStatus"] != "Training":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    sm.create_training_job(**slow_job(name, blobs))
+    wait_training(sm, name)
     sm.stop_training_job(TrainingJobName=name)
     job = wait_job(sm, name)
     assert job["TrainingJobStatus"] == "Stopped", (job["TrainingJobStatus"], job.get("FailureReason"))
     assert "ModelArtifacts" not in job
     with pytest.raises(ClientError, match="in status Stopped"):
         sm.stop_training_job(TrainingJobName=name)
+
+
+def slow_job(name: str, prefix: str) -> dict:
+    """Many trials of many epochs: minutes of training, long enough to be stopped or killed."""
+    return job_request(name, prefix, {"k": "3", "feature_dim": DIM, "mini_batch_size": "10", "epochs": "100000",
+                                      "local_lloyd_num_trials": "1000"})
+
+
+def wait_training(sm, name: str) -> None:
+    deadline = time.monotonic() + 60
+    while sm.describe_training_job(TrainingJobName=name)["SecondaryStatus"] != "Training":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+
+def test_max_runtime_stops_the_job(sm, blobs):
+    name = unique("overtime")
+    request = slow_job(name, blobs)
+    request["StoppingCondition"] = {"MaxRuntimeInSeconds": 3}
+    sm.create_training_job(**request)
+    job = wait_job(sm, name, timeout=60)
+    assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded"), job
+    assert "ModelArtifacts" not in job
+    assert (job["TrainingEndTime"] - job["TrainingStartTime"]).total_seconds() < 10
+
+
+def test_a_worker_killed_mid_job_fails_the_job_within_seconds(stack, sm, blobs):
+    import os
+    import signal
+    import sqlite3
+
+    name = unique("killed")
+    sm.create_training_job(**slow_job(name, blobs))
+    wait_training(sm, name)
+    state = stack.settings.data("sagemaker") / "control-plane.sqlite"
+    with sqlite3.connect(state) as conn:  # the worker's pid, which the API does not show
+        body = conn.execute("SELECT body FROM resources WHERE kind = 'TrainingJob' AND name = ?", (name,)).fetchone()
+    os.kill(json.loads(body[0])["_pid"], signal.SIGKILL)
+    started = time.monotonic()
+    job = wait_job(sm, name, timeout=30)
+    assert job["TrainingJobStatus"] == "Failed" and "died without a result" in job["FailureReason"], job
+    assert time.monotonic() - started < 10
 
 
 def test_only_the_stack_key_pair_gets_in(stack):
@@ -279,6 +316,17 @@ def test_a_model_that_cannot_load_fails_the_endpoint(sm):
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     endpoint = wait_endpoint(sm, name)
     assert endpoint["EndpointStatus"] == "Failed" and "refused" in endpoint["FailureReason"]
+    # AWS: DeleteEndpoint is the only operation a Failed endpoint allows; then its name is free.
+    with pytest.raises(ClientError) as refused:
+        sm.update_endpoint(EndpointName=name, EndpointConfigName=name)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "Failed" in refused.value.response["Error"]["Message"]
+    sm.delete_endpoint(EndpointName=name)
+    with pytest.raises(ClientError, match="Could not find endpoint"):
+        sm.describe_endpoint(EndpointName=name)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    assert wait_endpoint(sm, name)["EndpointStatus"] == "Failed"
+    sm.delete_endpoint(EndpointName=name)
     with pytest.raises(ClientError, match="Could not find model"):
         sm.create_endpoint_config(EndpointConfigName=unique("c"), ProductionVariants=[{
             "VariantName": "AllTraffic", "ModelName": "no-such-model", "InitialInstanceCount": 1,
@@ -382,7 +430,8 @@ def test_script_mode_trains_with_sagemakers_environment_and_serves_with_the_user
     with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
         model = json.loads(tar.extractfile("model.json").read())
     environment = model["env"]
-    assert model["scale"] == 2.0 and model["argv"] == ["--scale", "2"] and len(model["files"]) == 2
+    assert model["scale"] == 2.0 and model["argv"] == ["--scale", "2"]
+    assert model["files"] == ["part-0", "part-1"]  # File mode keeps the objects' names
     assert json.loads(environment["SM_HPS"]) == {"scale": "2"} and environment["SM_HP_SCALE"] == "2"
     assert json.loads(environment["SM_CHANNELS"]) == ["train"] and environment["SM_CURRENT_HOST"] == "algo-1"
     assert environment["SM_MODULE_NAME"] == "train" and "SM_OUTPUT_DATA_DIR" in environment

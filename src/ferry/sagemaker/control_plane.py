@@ -45,6 +45,8 @@ log = logging.getLogger("ferry.sagemaker")
 
 ACCOUNT = "000000000000"
 MAX_BODY = 1024 * 1024
+#: How often the control plane looks for training workers that died mid-job.
+WATCH_SECONDS = 2.0
 ENVIRONMENT_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -116,8 +118,10 @@ class ControlPlane:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
                     self.recover()
+                    watcher = asyncio.get_running_loop().create_task(self._watch_workers())
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
+                    watcher.cancel()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] != "http":
@@ -222,14 +226,36 @@ class ControlPlane:
         _signal(job.get("_pid"))
         return {}
 
-    def recover(self) -> None:
-        """After a restart: a job whose worker is gone can never finish; say so instead of waiting."""
+    def fail_orphaned_jobs(self, reason: str) -> None:
+        """A job whose worker is gone can never finish: Failed with ``reason``, instead of waiting.
+
+        The check is made again inside the write's transaction, so a worker that recorded its
+        result and exited in between keeps its result.
+        """
+        def fail(job: dict[str, Any]) -> None:
+            if job["TrainingJobStatus"] in ("InProgress", "Stopping") and not _alive(job.get("_pid")):
+                job.update(TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason=reason,
+                           TrainingEndTime=now(), LastModifiedTime=now())
+
         for job in self.store.list(TRAINING_JOB):
             if job["TrainingJobStatus"] in ("InProgress", "Stopping") and not _alive(job.get("_pid")):
-                reason = "InternalServerError: the training process ended without a result (the control plane or " \
-                         "the machine was restarted during the job)"
-                self.store.update(TRAINING_JOB, job["TrainingJobName"], lambda j, r=reason: j.update(
-                    TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason=r, TrainingEndTime=now()))
+                self.store.update(TRAINING_JOB, job["TrainingJobName"], fail)
+
+    async def _watch_workers(self) -> None:
+        """While the control plane runs: a worker killed mid-job (``kill -9``, the OOM killer)
+        fails its job within :data:`WATCH_SECONDS`."""
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            try:
+                await asyncio.to_thread(self.fail_orphaned_jobs, "InternalServerError: the training process "
+                                        "died without a result (killed, or out of memory)")
+            except Exception:  # a busy database: try again next round
+                logging.getLogger("ferry.sagemaker").exception("watching the training workers failed")
+
+    def recover(self) -> None:
+        """After a restart: jobs whose workers are gone fail; deploys in flight start again."""
+        self.fail_orphaned_jobs("InternalServerError: the training process ended without a result (the control "
+                                "plane or the machine was restarted during the job)")
         for endpoint in self.store.list("Endpoint"):
             if endpoint["EndpointStatus"] in ("Creating", "Updating"):
                 self._schedule_deploy(endpoint["EndpointName"], endpoint.get("_target", endpoint["EndpointConfigName"]))
@@ -309,7 +335,10 @@ class ControlPlane:
         _required(request, "EndpointName", "EndpointConfigName")
         endpoint = self._get("Endpoint", request["EndpointName"], "endpoint", "endpoint")
         self._get("EndpointConfig", request["EndpointConfigName"], "endpoint configuration", "endpoint-config")
-        if endpoint["EndpointStatus"] not in ("InService", "Failed"):
+        if endpoint["EndpointStatus"] == "Failed":  # AWS: DeleteEndpoint is all a failed endpoint allows
+            raise validation(f"Cannot update failed endpoint \"{endpoint['EndpointArn']}\": DeleteEndpoint is the "
+                             "only operation allowed on an endpoint in status Failed.")
+        if endpoint["EndpointStatus"] != "InService":
             raise validation(f"Cannot update in-progress endpoint \"{endpoint['EndpointArn']}\".")
         self.store.update("Endpoint", endpoint["EndpointName"], lambda e: e.update(
             EndpointStatus="Updating", LastModifiedTime=now(), _target=request["EndpointConfigName"]))
@@ -337,7 +366,8 @@ class ControlPlane:
     async def sm_DeleteEndpoint(self, request: dict[str, Any]) -> dict[str, Any]:
         _required(request, "EndpointName")
         self._get("Endpoint", request["EndpointName"], "endpoint", "endpoint")
-        await asyncio.to_thread(self._runtime, "DELETE", request["EndpointName"], None)
+        # A Failed endpoint (or one whose deploy never reached the server) has nothing there to remove.
+        await asyncio.to_thread(self._runtime, "DELETE", request["EndpointName"], None, missing_ok=True)
         self.store.delete("Endpoint", request["EndpointName"])
         return {}
 
@@ -368,7 +398,7 @@ class ControlPlane:
         self.store.update("Endpoint", name, lambda e: (e.pop("FailureReason", None), e.update(
             EndpointStatus="InService", EndpointConfigName=config_name, LastModifiedTime=now())))
 
-    def _runtime(self, method: str, name: str, payload: dict | None) -> None:
+    def _runtime(self, method: str, name: str, payload: dict | None, *, missing_ok: bool = False) -> None:
         import urllib.error
         import urllib.request
 
@@ -384,6 +414,8 @@ class ControlPlane:
             with urllib.request.urlopen(request, timeout=300) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
+            if missing_ok and exc.code == 404:
+                return
             try:
                 message = json.loads(exc.read()).get("message", "")
             except ValueError:

@@ -296,8 +296,8 @@ class EndpointServer:
 
     async def delete(self, name: str) -> None:
         async with self._deploy_lock:
-            if name not in self.descriptions:
-                raise RequestError(400, "ValidationError", f"Endpoint {name} not found.")
+            if name not in self.descriptions:  # 404: the control plane deletes what is not here without fuss
+                raise RequestError(404, "ValidationError", f"Endpoint {name} not found.")
             self.models.pop(name, None)
             del self.descriptions[name]
             old = self.model_dirs.pop(name, None)

@@ -2,12 +2,16 @@
 
 SageMaker runs each job in a container on an instance of its own; here a process, started by
 the control plane, that works through SageMaker's secondary statuses — Starting, Downloading
-(every channel, as File input mode copies it), Training (a built-in algorithm, or the user's
+(every channel, as File input mode copies it, each object by its key relative to the
+channel's prefix), Training (a built-in algorithm, or the user's
 script for the scikit-learn image: ferry.sagemaker.script_mode), Uploading
 (``<S3OutputPath>/<job>/output/model.tar.gz``, one PUT or one completed multipart upload) —
 and ends Completed, or Failed with the reason. Everything it prints goes to CloudWatch Logs,
 group ``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-1-<epoch seconds>``, as SageMaker's
-containers' output does. ``StopTrainingJob`` sends it SIGTERM: it ends Stopped.
+containers' output does. ``StopTrainingJob`` sends it SIGTERM: it ends Stopped; past
+``StoppingCondition.MaxRuntimeInSeconds`` it stops itself (Stopped, secondary status
+MaxRuntimeExceeded). If it is killed outright, the control plane notices within seconds and
+fails the job.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import tempfile
 import time
 import traceback
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ferry.sagemaker.algorithms import AlgorithmError, algorithm_for_image, is_script_mode_image, read_channel
@@ -34,6 +38,11 @@ KIND = "TrainingJob"
 class Stopped(BaseException):
     """SIGTERM from StopTrainingJob; a BaseException, so that no ``except Exception`` in an
     algorithm's libraries swallows it."""
+
+
+class RuntimeExceeded(Stopped):
+    """``StoppingCondition.MaxRuntimeInSeconds`` passed (SIGALRM): the job ends Stopped, with
+    secondary status MaxRuntimeExceeded, as SageMaker's does."""
 
 
 def now() -> float:
@@ -113,17 +122,49 @@ class Job:
 
 
 def download_prefix(s3: Any, bucket: str, prefix: str, directory: Path) -> list[Path]:
-    """Every object under the prefix, under a local name of our choosing (keys never become paths)."""
+    """File input mode as SageMaker delivers a channel: each object under ``directory`` by its key
+    relative to the prefix (``s3://b/data/train`` + ``data/train/a/x.csv`` → ``a/x.csv``), or, when
+    the prefix names an object itself, that one object by its base name — the rule of the
+    SageMaker SDK's own local mode (``sagemaker.core.common_utils.download_folder``).
+    Keys are hostile: one that would not stay under ``directory`` fails the job (:func:`channel_file`).
+    """
+    from botocore.exceptions import ClientError
+
     directory.mkdir(parents=True, exist_ok=True)
+    if prefix and not prefix.endswith("/"):
+        target = channel_file(directory, prefix, prefix)
+        try:
+            s3.download_file(bucket, prefix, str(target))
+            return [target]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
+                raise
     files = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             if item["Key"].endswith("/"):
                 continue
-            target = directory / f"part-{len(files):05d}"
-            s3.download_file(bucket, item["Key"], str(target))
+            target = channel_file(directory, prefix, item["Key"])
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, item["Key"], str(target))
+            except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
+                raise AlgorithmError(f"ClientError: object {item['Key']!r} and another key of the channel "
+                                     f"make one path both a file and a folder: {exc.strerror}") from None
             files.append(target)
     return files
+
+
+def channel_file(directory: Path, prefix: str, key: str) -> Path:
+    """Where object ``key`` goes under ``directory``; AlgorithmError for a key that cannot be a path there."""
+    relative = key[len(prefix):].lstrip("/") if key != prefix else PurePosixPath(key).name
+    parts = PurePosixPath(relative).parts
+    if not parts or "\0" in relative or any(part in (".", "..") for part in relative.split("/")):
+        raise AlgorithmError(f"ClientError: object key {key!r} cannot be a file under the channel's directory")
+    target = directory.joinpath(*parts)
+    if not target.resolve().is_relative_to(directory.resolve()):
+        raise AlgorithmError(f"ClientError: object key {key!r} would leave the channel's directory")
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,13 +176,23 @@ def main(argv: list[str] | None = None) -> int:
     def stop(signum, frame) -> None:
         raise Stopped
 
+    def out_of_time(signum, frame) -> None:
+        raise RuntimeExceeded
+
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGALRM, out_of_time)
+    limit = (job.store.get(KIND, name) or {}).get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+    if isinstance(limit, int) and limit > 0:
+        signal.alarm(limit)
     # The control plane ignores SIGCHLD (so finished workers need no waiting for), and an ignored
     # SIGCHLD is inherited: without this, a training script's exit status would be lost (always 0).
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
         job.run(boto3.client("s3"))
         return 0
+    except RuntimeExceeded:
+        job.status("MaxRuntimeExceeded", f"The job stopped because it exceeded the maximum allowed runtime "
+                   f"({limit} s)", TrainingJobStatus="Stopped", TrainingEndTime=now())
     except Stopped:
         job.status("Stopped", "Training job stopped", TrainingJobStatus="Stopped", TrainingEndTime=now())
     except AlgorithmError as exc:
