@@ -414,7 +414,7 @@ def stack_secrets(stack) -> dict[str, str]:
     creds = stack.settings.credentials
     return {name: getattr(creds, name) for name in (
         "postgres_password", "aws_access_key_id", "aws_secret_access_key", "airflow_admin_password",
-        "airflow_jwt_secret", "airflow_fernet_key", "mongo_password")}
+        "airflow_jwt_secret", "airflow_fernet_key", "mongo_password", "s3_sse_key")}
 
 
 def test_script_mode_trains_with_sagemakers_environment_and_serves_with_the_users_functions(stack, sm, s3, blobs,
@@ -468,7 +468,7 @@ def test_the_sagemaker_servers_run_without_the_stacks_other_secrets(stack):
 
     creds = stack.settings.credentials
     others = {creds.postgres_password, creds.airflow_jwt_secret, creds.airflow_fernet_key, creds.mongo_password,
-              creds.airflow_admin_password}
+              creds.airflow_admin_password, creds.s3_sse_key}
     for service in ("sagemaker", "endpoint"):
         pid = read_pid(stack.service(service).pid_file)
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")

@@ -92,7 +92,11 @@ class S3Service(PidFileService):
         sections = ("jwt.signing", "jwt.signing.read", "jwt.filer_signing", "jwt.filer_signing.read")
         _write_private(
             self.config_dir / "security.toml",
-            "".join(f'[{s}]\nkey = "{secrets.token_urlsafe(32)}"\nexpires_after_seconds = 60\n\n' for s in sections),
+            "".join(f'[{s}]\nkey = "{secrets.token_urlsafe(32)}"\nexpires_after_seconds = 60\n\n' for s in sections)
+            # SSE-S3 (ServerSideEncryption=AES256): SeaweedFS derives its key-encryption key from
+            # this secret, which must outlive restarts (objects written with it stay readable), so
+            # it is the stack's, kept in credentials.json.
+            + f'[s3.sse]\nkey = "{creds.s3_sse_key}"\n',
         )
 
     def _launch(self) -> None:

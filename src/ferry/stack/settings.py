@@ -65,6 +65,8 @@ class Credentials:
     airflow_fernet_key: str
     mongo_user: str
     mongo_password: str
+    #: SeaweedFS's SSE-S3 key-encryption key is derived from it: losing it loses AES256 objects.
+    s3_sse_key: str
 
     @staticmethod
     def _generate() -> dict[str, str]:
@@ -81,6 +83,7 @@ class Credentials:
             "airflow_fernet_key": Fernet.generate_key().decode(),
             "mongo_user": "ferry",
             "mongo_password": secrets.token_urlsafe(18),
+            "s3_sse_key": secrets.token_urlsafe(32),
         }
 
     @classmethod
