@@ -333,6 +333,49 @@ def test_a_model_that_cannot_load_fails_the_endpoint(sm):
             "InstanceType": "ml.t2.medium"}])
 
 
+def test_lists_filter_sort_and_page_as_botocore_documents(sm):
+    tag = uuid.uuid4().hex[:6]
+    names = [f"list-{tag}-{letter}" for letter in "bca"]
+    for name in names:  # created b, c, a: creation order is not name order
+        sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": KMEANS})
+    listed = sm.list_models(NameContains=tag.upper())["Models"]  # NameContains ignores case
+    assert [m["ModelName"] for m in listed] == names[::-1]  # newest first: ListModels' default
+    by_name = sm.list_models(NameContains=tag, SortBy="Name", SortOrder="Ascending")["Models"]
+    assert [m["ModelName"] for m in by_name] == sorted(names)
+    pages = sm.get_paginator("list_models").paginate(NameContains=tag, SortBy="Name", SortOrder="Ascending",
+                                                     PaginationConfig={"PageSize": 1})
+    assert [[m["ModelName"] for m in page["Models"]] for page in pages] == [[n] for n in sorted(names)]
+    before = sm.describe_model(ModelName=names[1])["CreationTime"]
+    assert [m["ModelName"] for m in sm.list_models(NameContains=tag, CreationTimeBefore=before)["Models"]] \
+        == [names[0]]
+    for bad in ({"NextToken": "not-a-token"}, {"NextToken": "eyJvZmZzZXQiOiAtMX0="}, {"MaxResults": 101},
+                {"SortBy": "Status"}):
+        with pytest.raises(ClientError) as refused:
+            sm.list_models(**bad)
+        assert refused.value.response["Error"]["Code"] == "ValidationException", bad
+    assert sm.list_training_jobs(StatusEquals="Stopping", NameContains=tag)["TrainingJobSummaries"] == []
+
+
+def test_tags_are_kept_listed_and_deleted(sm):
+    name = unique("tagged")
+    arn = sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={"Image": KMEANS},
+                          Tags=[{"Key": "team", "Value": "data"}])["ModelArn"]
+    assert sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "team", "Value": "data"}]
+    sm.add_tags(ResourceArn=arn, Tags=[{"Key": "team", "Value": "ml"}, {"Key": "cost", "Value": "42"}])
+    assert sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "team", "Value": "ml"}, {"Key": "cost", "Value": "42"}]
+    sm.delete_tags(ResourceArn=arn, TagKeys=["team"])
+    assert sm.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "cost", "Value": "42"}]
+    assert "Tags" not in sm.describe_model(ModelName=name)
+    for bad in ({"ResourceArn": arn.replace(name.lower(), "no-such-model")},
+                {"ResourceArn": "arn:aws:sagemaker:eu-west-1:000000000000:notebook-instance/x"}):
+        with pytest.raises(ClientError) as refused:
+            sm.list_tags(**bad)
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError) as refused:
+        sm.add_tags(ResourceArn=arn, Tags=[{"Key": f"k{i}", "Value": ""} for i in range(50)])
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+
+
 def test_state_survives_a_restart(stack, sm, trained):
     service = stack.service("sagemaker")
     service.stop()

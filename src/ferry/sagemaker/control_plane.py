@@ -36,6 +36,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ferry.sagemaker.listing import list_page
 from ferry.sagemaker.sigv4 import SignatureError, verify
 from ferry.sagemaker.store import Store
 from ferry.sagemaker.worker import KIND as TRAINING_JOB
@@ -74,6 +75,22 @@ def _environment_map(environment: Any) -> None:
             raise validation(f"Environment variable name {str(name)[:80]!r} must match [a-zA-Z_][a-zA-Z0-9_]*")
         if not isinstance(value, str) or len(value) > 512 or "\0" in value:
             raise validation(f"Environment variable {name} must be a string of at most 512 characters")
+
+
+def _tags(tags: Any) -> list[dict[str, str]]:
+    """A request's ``Tags`` as botocore's model bounds them: at most 50, keys 1–128 and values 0–256 characters."""
+    if not isinstance(tags, list) or len(tags) > 50:
+        raise validation("Tags must be a list of at most 50 tags")
+    for tag in tags:
+        if not isinstance(tag, dict) or not isinstance(tag.get("Key"), str) or not 1 <= len(tag["Key"]) <= 128 \
+                or not isinstance(tag.get("Value", ""), str) or len(tag.get("Value", "")) > 256:
+            raise validation("Each tag needs a Key of 1 to 128 characters and a Value of at most 256")
+    return [{"Key": tag["Key"], "Value": tag.get("Value", "")} for tag in tags]
+
+
+def _untagged(request: dict[str, Any]) -> dict[str, Any]:
+    """A create request without its Tags (they are kept apart, answered by ListTags, not Describe*)."""
+    return {k: v for k, v in request.items() if k != "Tags"}
 
 
 def _required(request: dict[str, Any], *names: str) -> None:
@@ -184,7 +201,8 @@ class ControlPlane:
         _environment_map(request.get("Environment"))
         arn = self.arn("training-job", name)
         at = now()
-        job = {**request, "TrainingJobArn": arn, "TrainingJobStatus": "InProgress", "SecondaryStatus": "Starting",
+        job = {**_untagged(request), "_tags": _tags(request.get("Tags", [])),
+               "TrainingJobArn": arn, "TrainingJobStatus": "InProgress", "SecondaryStatus": "Starting",
                "CreationTime": at, "LastModifiedTime": at, "SecondaryStatusTransitions": [],
                "HyperParameters": hyperparameters}
         if not self.store.insert(TRAINING_JOB, name, job):
@@ -207,14 +225,11 @@ class ControlPlane:
         return public(self._training_job(request["TrainingJobName"]))
 
     def sm_ListTrainingJobs(self, request: dict[str, Any]) -> dict[str, Any]:
-        jobs = self.store.list(TRAINING_JOB)
-        if contains := request.get("NameContains"):
-            jobs = [j for j in jobs if contains in j["TrainingJobName"]]
-        if status := request.get("StatusEquals"):
-            jobs = [j for j in jobs if j["TrainingJobStatus"] == status]
         summaries = [{k: j[k] for k in ("TrainingJobName", "TrainingJobArn", "CreationTime", "TrainingJobStatus",
-                                        "LastModifiedTime", "TrainingEndTime") if k in j} for j in jobs]
-        return self._page(summaries, request, "TrainingJobSummaries")
+                                        "LastModifiedTime", "TrainingEndTime") if k in j}
+                     for j in self.store.list(TRAINING_JOB)]
+        return list_page(summaries, request, "TrainingJobSummaries", name="TrainingJobName",
+                         status="TrainingJobStatus", ascending=True, validation=validation)
 
     def sm_StopTrainingJob(self, request: dict[str, Any]) -> dict[str, Any]:
         _required(request, "TrainingJobName")
@@ -268,7 +283,8 @@ class ControlPlane:
         if not isinstance(container, dict) or not container.get("Image"):
             raise validation("a model needs PrimaryContainer (or Containers) with an Image")
         arn = self.arn("model", name)
-        if not self.store.insert("Model", name, {**request, "ModelArn": arn, "CreationTime": now()}):
+        if not self.store.insert("Model", name, {**_untagged(request), "_tags": _tags(request.get("Tags", [])),
+                                                 "ModelArn": arn, "CreationTime": now()}):
             raise validation(f'Cannot create already existing model "{arn}".')
         return {"ModelArn": arn}
 
@@ -290,7 +306,7 @@ class ControlPlane:
 
     def sm_ListModels(self, request: dict[str, Any]) -> dict[str, Any]:
         models = [{k: m[k] for k in ("ModelName", "ModelArn", "CreationTime")} for m in self.store.list("Model")]
-        return self._page(models, request, "Models")
+        return list_page(models, request, "Models", name="ModelName", validation=validation)
 
     def sm_CreateEndpointConfig(self, request: dict[str, Any]) -> dict[str, Any]:
         name = _name(request, "EndpointConfigName")
@@ -300,7 +316,8 @@ class ControlPlane:
         for variant in variants:
             self._get("Model", variant.get("ModelName"), "model", "model")
         arn = self.arn("endpoint-config", name)
-        if not self.store.insert("EndpointConfig", name, {**request, "EndpointConfigArn": arn, "CreationTime": now()}):
+        if not self.store.insert("EndpointConfig", name, {**_untagged(request), "_tags": _tags(request.get("Tags", [])),
+                                                          "EndpointConfigArn": arn, "CreationTime": now()}):
             raise validation(f'Cannot create already existing endpoint configuration "{arn}".')
         return {"EndpointConfigArn": arn}
 
@@ -308,6 +325,11 @@ class ControlPlane:
         _required(request, "EndpointConfigName")
         return public(self._get("EndpointConfig", request["EndpointConfigName"], "endpoint configuration",
                                 "endpoint-config"))
+
+    def sm_ListEndpointConfigs(self, request: dict[str, Any]) -> dict[str, Any]:
+        configs = [{k: c[k] for k in ("EndpointConfigName", "EndpointConfigArn", "CreationTime")}
+                   for c in self.store.list("EndpointConfig")]
+        return list_page(configs, request, "EndpointConfigs", name="EndpointConfigName", validation=validation)
 
     def sm_DeleteEndpointConfig(self, request: dict[str, Any]) -> dict[str, Any]:
         _required(request, "EndpointConfigName")
@@ -325,7 +347,7 @@ class ControlPlane:
         at = now()
         endpoint = {"EndpointName": name, "EndpointArn": arn, "EndpointConfigName": request["EndpointConfigName"],
                     "EndpointStatus": "Creating", "CreationTime": at, "LastModifiedTime": at,
-                    "_target": request["EndpointConfigName"]}
+                    "_target": request["EndpointConfigName"], "_tags": _tags(request.get("Tags", []))}
         if not self.store.insert("Endpoint", name, endpoint):
             raise validation(f'Cannot create already existing endpoint "{arn}".')
         self._schedule_deploy(name, request["EndpointConfigName"])
@@ -359,9 +381,8 @@ class ControlPlane:
     def sm_ListEndpoints(self, request: dict[str, Any]) -> dict[str, Any]:
         endpoints = [{k: e[k] for k in ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime",
                                         "EndpointStatus")} for e in self.store.list("Endpoint")]
-        if contains := request.get("NameContains"):
-            endpoints = [e for e in endpoints if contains in e["EndpointName"]]
-        return self._page(endpoints, request, "Endpoints")
+        return list_page(endpoints, request, "Endpoints", name="EndpointName", status="EndpointStatus",
+                         default_max=10, validation=validation)
 
     async def sm_DeleteEndpoint(self, request: dict[str, Any]) -> dict[str, Any]:
         _required(request, "EndpointName")
@@ -424,14 +445,46 @@ class ControlPlane:
         except OSError as exc:
             raise RuntimeError(f"the endpoint server at {self.runtime_url} does not answer: {exc}") from None
 
-    @staticmethod
-    def _page(items: list[dict[str, Any]], request: dict[str, Any], key: str) -> dict[str, Any]:
-        start = int(request.get("NextToken") or 0)
-        size = int(request.get("MaxResults") or 100)
-        page = {key: items[start:start + size]}
-        if start + size < len(items):
-            page["NextToken"] = str(start + size)
-        return page
+    # -- tags ------------------------------------------------------------------------------------
+
+    def _by_arn(self, arn: Any) -> tuple[str, str]:
+        """The (kind, name) of the resource ``arn`` names; ValidationException if there is none."""
+        kinds = {"training-job": (TRAINING_JOB, "TrainingJob"), "model": ("Model", "Model"),
+                 "endpoint-config": ("EndpointConfig", "EndpointConfig"), "endpoint": ("Endpoint", "Endpoint")}
+        prefix = f"arn:aws:sagemaker:{self.region}:{ACCOUNT}:"
+        if isinstance(arn, str) and arn.startswith(prefix):
+            kind, field = kinds.get(arn.removeprefix(prefix).partition("/")[0], (None, None))
+            for resource in self.store.list(kind) if kind else []:
+                if resource.get(f"{field}Arn") == arn:
+                    return kind, resource[f"{field}Name"]
+        raise validation(f"Resource {str(arn)[:256]} does not exist or is not taggable here.")
+
+    def sm_AddTags(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "ResourceArn", "Tags")
+        kind, name = self._by_arn(request["ResourceArn"])
+        given = _tags(request["Tags"])
+
+        def add(resource: dict[str, Any]) -> None:
+            tags = {t["Key"]: t["Value"] for t in resource.get("_tags", [])} | {t["Key"]: t["Value"] for t in given}
+            if len(tags) > 50:
+                raise validation("A resource can have at most 50 tags.")
+            resource["_tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+        self.store.update(kind, name, add)
+        return {"Tags": given}
+
+    def sm_ListTags(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "ResourceArn")
+        kind, name = self._by_arn(request["ResourceArn"])
+        return {"Tags": (self.store.get(kind, name) or {}).get("_tags", [])}
+
+    def sm_DeleteTags(self, request: dict[str, Any]) -> dict[str, Any]:
+        _required(request, "ResourceArn", "TagKeys")
+        kind, name = self._by_arn(request["ResourceArn"])
+        keys = request["TagKeys"]
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise validation("TagKeys must be a list of tag keys")
+        self.store.update(kind, name, lambda r: r.update(_tags=[t for t in r.get("_tags", []) if t["Key"] not in keys]))
+        return {}
 
     # -- CloudWatch Logs -------------------------------------------------------------------------
 
