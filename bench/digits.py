@@ -91,16 +91,19 @@ def bench_digits(stack) -> list[str]:
     record = io.BytesIO()
     write_numpy_to_dense_tensor(record, test_x[:1])
     picture = sample_picture(test_x[0])
-    runs = [(f"endpoint, {m} (RecordIO, 1 image)", endpoint_url, f"/endpoints/bench-{m}/invocations",
-             record.getvalue(), "application/x-recordio-protobuf", 10) for m in MODELS]
+    signer = boto3.Session().get_credentials()  # the endpoint server checks SigV4, as InvokeEndpoint does
+    runs = [(f"endpoint, {m} (RecordIO, 1 image, SigV4-signed)", endpoint_url, f"/endpoints/bench-{m}/invocations",
+             record.getvalue(), "application/x-recordio-protobuf", 10, signer) for m in MODELS]
     runs.append((f"API under chalice local, sklearn behind ({len(picture):,} B JPEG)", api_url, "/", picture,
-                 "image/jpeg", 30))
+                 "image/jpeg", 30, None))
     lines += ["", f"### Digits: latency at {CONCURRENCY} concurrent clients, {REQUESTS:,} requests each (loopback)",
               "| server | req/s | p50 | p90 | p99 | max | errors | p99 target |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for label, url, path, body, content_type, target in runs:
-        run_load(url, path, body, content_type, requests=200, concurrency=CONCURRENCY)  # warm up
-        result = run_load(url, path, body, content_type, requests=REQUESTS, concurrency=CONCURRENCY).summary()
+    for label, url, path, body, content_type, target, credentials in runs:
+        run_load(url, path, body, content_type, requests=200, concurrency=CONCURRENCY,
+                 credentials=credentials)  # warm up
+        result = run_load(url, path, body, content_type, requests=REQUESTS, concurrency=CONCURRENCY,
+                          credentials=credentials).summary()
         verdict = "✓" if result["p99_ms"] <= target and not result["errors"] else "✗"
         lines.append(f"| {label} | {result['rps']:.0f} | {result['p50_ms']:.1f} ms | {result['p90_ms']:.1f} ms | "
                      f"{result['p99_ms']:.1f} ms | {result['max_ms']:.1f} ms | {result['errors']} of "

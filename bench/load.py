@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -54,14 +55,25 @@ async def _client(host: str, port: int, request: bytes, quota: list[int], latenc
 
 
 def run_load(url: str, path: str, body: bytes, content_type: str, *, requests: int = 5000,
-             concurrency: int = 16) -> LoadResult:
+             concurrency: int = 16, credentials: Any = None, region: str = "eu-west-1") -> LoadResult:
+    """``credentials`` (botocore Credentials): sign the request with SigV4 as boto3 signs
+    InvokeEndpoint. It is signed once and sent as is (valid for 15 minutes); the server still
+    verifies every one, which is the cost measured."""
     from urllib.parse import urlparse
 
     import uvloop
 
     target = urlparse(url)
-    request = (f"POST {path} HTTP/1.1\r\nHost: {target.netloc}\r\nContent-Type: {content_type}\r\n"
-               f"Accept: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    headers = {"Host": target.netloc, "Content-Type": content_type, "Accept": "application/json"}
+    if credentials is not None:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        signed = AWSRequest(method="POST", url=url.rstrip("/") + path, data=body, headers=dict(headers))
+        SigV4Auth(credentials, "sagemaker", region).add_auth(signed)
+        headers = dict(signed.headers.items())
+    request = "".join(f"{name}: {value}\r\n" for name, value in headers.items() if name.lower() != "content-length")
+    request = f"POST {path} HTTP/1.1\r\n{request}Content-Length: {len(body)}\r\n\r\n".encode() + body
     latencies: list[float] = []
     errors: list[str] = []
 

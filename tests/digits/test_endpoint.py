@@ -331,6 +331,14 @@ def test_only_the_stack_credentials_can_deploy(runtime, endpoint_url, artifacts,
                                             credentials=Credentials("AKIASTRANGER", "x"), timeout=10),
         "unsigned delete": lambda: urllib.request.urlopen(urllib.request.Request(
             f"{endpoint_url}/endpoints/guarded", method="DELETE"), timeout=10),
+        # InvokeEndpoint and the endpoint list need a signature too, as on AWS.
+        "unsigned invocation": lambda: urllib.request.urlopen(urllib.request.Request(
+            f"{endpoint_url}/endpoints/guarded/invocations", data=recordio(test_x[:1]), method="POST",
+            headers={"Content-Type": "application/x-recordio-protobuf"}), timeout=10),
+        "unsigned container invocation": lambda: urllib.request.urlopen(urllib.request.Request(
+            f"{endpoint_url}/invocations", data=b"1", method="POST", headers={"Content-Type": "text/csv"}), timeout=10),
+        "unsigned listing": lambda: urllib.request.urlopen(f"{endpoint_url}/endpoints", timeout=10),
+        "unsigned description": lambda: urllib.request.urlopen(f"{endpoint_url}/endpoints/guarded", timeout=10),
     }
     for what, attempt in attempts.items():
         with pytest.raises(urllib.error.HTTPError) as refused:
@@ -339,3 +347,13 @@ def test_only_the_stack_credentials_can_deploy(runtime, endpoint_url, artifacts,
         assert "needs the stack's credentials" in json.loads(refused.value.read())["message"], what
     # Still the model the stack deployed.
     assert "predicted_label" in invoke(runtime, "guarded", recordio(test_x[:1]))["predictions"][0]
+    import boto3
+    from botocore.exceptions import ClientError
+
+    for credentials in ({"aws_secret_access_key": "not-the-secret"}, {"region_name": "us-east-1"}):
+        stranger = boto3.client("sagemaker-runtime", **{"aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
+                                                         "aws_secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"],
+                                                         "region_name": "eu-west-1", **credentials})
+        with pytest.raises(ClientError) as refused:
+            invoke(stranger, "guarded", recordio(test_x[:1]))
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403, credentials

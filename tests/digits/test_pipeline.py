@@ -94,18 +94,24 @@ def test_the_dag_trains_deploys_and_measures_each_model(airflow_db, stack, split
     assert ("closest_cluster" if model == "kmeans" else "predicted_label") in prediction
 
 
-def test_rerunning_the_sagemaker_deploy_reuses_what_exists(stack, capfd):
+def test_rerunning_the_sagemaker_deploy_reuses_what_exists(stack, capfd, kmeans_model_dir):
     """The provider's operator fails on a second try once the model exists ("Cannot create
     already existing model", from SageMaker and from ferry's control plane alike); ours reuses
-    the model and endpoint config, and the endpoint that exists is updated."""
+    the model and endpoint config, and the endpoint that exists is updated — and serves, both
+    times (a real model: an endpoint that failed could only be deleted, as on AWS)."""
     import boto3
 
     from ferry.digits.operators import ReusingSageMakerEndpointOperator
 
+    from .conftest import upload_model_dir
+
+    artifact = upload_model_dir(boto3.client("s3"), kmeans_model_dir, BUCKET, "rerun/model.tar.gz")
+
     def config() -> dict:
         return {
             "Model": {"ModelName": "rerun-model", "ExecutionRoleArn": "arn:aws:iam::000000000000:role/x",
-                      "PrimaryContainer": {"Image": "kmeans:1", "ModelDataUrl": f"s3://{BUCKET}/x/model.tar.gz"}},
+                      "PrimaryContainer": {"Image": "438346466558.dkr.ecr.eu-west-1.amazonaws.com/kmeans:1",
+                                           "ModelDataUrl": artifact}},
             "EndpointConfig": {"EndpointConfigName": "rerun-config", "ProductionVariants": [
                 {"InitialInstanceCount": 1, "InstanceType": "ml.t2.medium", "ModelName": "rerun-model",
                  "VariantName": "AllTraffic"}]},
@@ -118,9 +124,10 @@ def test_rerunning_the_sagemaker_deploy_reuses_what_exists(stack, capfd):
         result = operator.execute({})
         assert result["Endpoint"]["EndpointName"] == "rerun-endpoint"
         logs.append(capfd.readouterr().out)
-        while boto3.client("sagemaker").describe_endpoint(EndpointName="rerun-endpoint")["EndpointStatus"] in (
-                "Creating", "Updating"):
+        while (endpoint := boto3.client("sagemaker").describe_endpoint(
+                EndpointName="rerun-endpoint"))["EndpointStatus"] in ("Creating", "Updating"):
             time.sleep(0.2)  # a retry comes after the first try ended
+        assert endpoint["EndpointStatus"] == "InService", endpoint.get("FailureReason")
     assert "Creating SageMaker model rerun-model" in logs[0] and "exists already" not in logs[0]
     assert "Creating SageMaker model" not in logs[1] and "Creating endpoint config" not in logs[1]
     assert "Model rerun-model exists already" in logs[1]

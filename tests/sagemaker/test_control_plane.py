@@ -172,9 +172,9 @@ def test_names_are_unique(sm, blobs, trained):
         sm.describe_training_job(TrainingJobName="never-created")
 
 
-def test_stop_training_job(sm, blobs):
+def test_stop_training_job(sm, blobs, sleeper_code):
     name = unique("slow")
-    sm.create_training_job(**slow_job(name, blobs))
+    sm.create_training_job(**slow_job(name, blobs, sleeper_code))
     wait_training(sm, name)
     sm.stop_training_job(TrainingJobName=name)
     job = wait_job(sm, name)
@@ -184,10 +184,18 @@ def test_stop_training_job(sm, blobs):
         sm.stop_training_job(TrainingJobName=name)
 
 
-def slow_job(name: str, prefix: str) -> dict:
-    """Many trials of many epochs: minutes of training, long enough to be stopped or killed."""
-    return job_request(name, prefix, {"k": "3", "feature_dim": DIM, "mini_batch_size": "10", "epochs": "100000",
-                                      "local_lloyd_num_trials": "1000"})
+@pytest.fixture(scope="module")
+def sleeper_code(s3) -> str:
+    """A training script that trains for ten minutes, whatever the machine: long enough to be
+    stopped or killed (a built-in algorithm's run time depends on when it converges)."""
+    key = f"{unique('sleeper')}/sourcedir.tar.gz"
+    script = "import time\nprint('training, slowly', flush=True)\ntime.sleep(600)\n"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=source_bundle({"train.py": script}))
+    return f"s3://{BUCKET}/{key}"
+
+
+def slow_job(name: str, prefix: str, code: str) -> dict:
+    return script_job(name, prefix, code)
 
 
 def wait_training(sm, name: str) -> None:
@@ -197,9 +205,9 @@ def wait_training(sm, name: str) -> None:
         time.sleep(0.2)
 
 
-def test_max_runtime_stops_the_job(sm, blobs):
+def test_max_runtime_stops_the_job(sm, blobs, sleeper_code):
     name = unique("overtime")
-    request = slow_job(name, blobs)
+    request = slow_job(name, blobs, sleeper_code)
     request["StoppingCondition"] = {"MaxRuntimeInSeconds": 3}
     sm.create_training_job(**request)
     job = wait_job(sm, name, timeout=60)
@@ -208,22 +216,40 @@ def test_max_runtime_stops_the_job(sm, blobs):
     assert (job["TrainingEndTime"] - job["TrainingStartTime"]).total_seconds() < 10
 
 
-def test_a_worker_killed_mid_job_fails_the_job_within_seconds(stack, sm, blobs):
+def process_group_members(group: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except (OSError, ValueError):  # not a process, or gone meanwhile
+            continue
+        if len(fields) > 2 and fields[2] == str(group) and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def test_a_worker_killed_mid_job_fails_the_job_within_seconds(stack, sm, blobs, sleeper_code):
     import os
     import signal
     import sqlite3
 
     name = unique("killed")
-    sm.create_training_job(**slow_job(name, blobs))
+    sm.create_training_job(**slow_job(name, blobs, sleeper_code))
     wait_training(sm, name)
     state = stack.settings.data("sagemaker") / "control-plane.sqlite"
     with sqlite3.connect(state) as conn:  # the worker's pid, which the API does not show
         body = conn.execute("SELECT body FROM resources WHERE kind = 'TrainingJob' AND name = ?", (name,)).fetchone()
-    os.kill(json.loads(body[0])["_pid"], signal.SIGKILL)
+    os.kill(json.loads(body[0])["_pid"], signal.SIGKILL)  # the worker alone, as the OOM killer would
+    pid = json.loads(body[0])["_pid"]
     started = time.monotonic()
     job = wait_job(sm, name, timeout=30)
     assert job["TrainingJobStatus"] == "Failed" and "died without a result" in job["FailureReason"], job
     assert time.monotonic() - started < 10
+    # The user's script, left behind by the dead worker, is stopped too.
+    deadline = time.monotonic() + 10
+    while process_group_members(pid):
+        assert time.monotonic() < deadline, "the script outlived its worker"
+        time.sleep(0.2)
 
 
 def test_only_the_stack_key_pair_gets_in(stack):
@@ -374,6 +400,28 @@ def test_tags_are_kept_listed_and_deleted(sm):
     with pytest.raises(ClientError) as refused:
         sm.add_tags(ResourceArn=arn, Tags=[{"Key": f"k{i}", "Value": ""} for i in range(50)])
     assert refused.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_sts_and_iam_answer_for_the_stacks_own_identity(stack):
+    """What Airflow's "Test connection" (GetCallerIdentity) and SDKs validating a role (GetRole) call."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    me = boto3.client("sts").get_caller_identity()
+    assert me["Account"] == "000000000000" and me["Arn"] == "arn:aws:iam::000000000000:user/ferry"
+    assert AwsBaseHook(aws_conn_id="aws_default", client_type="sts").test_connection()[0] is True
+    iam = boto3.client("iam")
+    assert iam.get_role(RoleName="ferry-sagemaker")["Role"]["Arn"] == ROLE
+    with pytest.raises(ClientError) as refused:
+        iam.get_role(RoleName="someone-elses-role")
+    assert refused.value.response["Error"]["Code"] == "NoSuchEntity"
+    with pytest.raises(ClientError) as refused:
+        boto3.client("sts").assume_role(RoleArn=ROLE, RoleSessionName="ferry-test")
+    assert refused.value.response["Error"]["Code"] == "InvalidAction"
+    wrong = boto3.client("sts", aws_access_key_id=stack.settings.credentials.aws_access_key_id,
+                         aws_secret_access_key="not-the-secret", region_name="eu-west-1")
+    with pytest.raises(ClientError) as refused:
+        wrong.get_caller_identity()
+    assert refused.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
 
 
 def test_state_survives_a_restart(stack, sm, trained):

@@ -16,9 +16,11 @@ speaks the same AWS JSON 1.1 protocol (``X-Amz-Target: SageMaker.<Operation>`` o
   is loaded there, then ``InService``, or ``Failed`` with the server's reason.
 
 Operations: Create/Describe/List/StopTrainingJob; Create/Describe/Delete/ListModel(s);
-Create/Describe/DeleteEndpointConfig; Create/Describe/Update/Delete/ListEndpoint(s). Logs:
-CreateLogGroup, CreateLogStream, DescribeLogGroups, DescribeLogStreams, GetLogEvents,
-PutLogEvents. Anything else answers ``UnknownOperationException``.
+Create/Describe/Delete/ListEndpointConfig(s); Create/Describe/Update/Delete/ListEndpoint(s);
+AddTags, ListTags, DeleteTags. Logs: CreateLogGroup, CreateLogStream, DescribeLogGroups,
+DescribeLogStreams, GetLogEvents, PutLogEvents. STS GetCallerIdentity and IAM GetRole for the
+stack's own identity (``identity``, the query protocol). Anything else answers
+``UnknownOperationException`` (``InvalidAction`` for STS and IAM).
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from ferry.sagemaker import identity
 from ferry.sagemaker.listing import list_page
-from ferry.sagemaker.sigv4 import SignatureError, verify
+from ferry.sagemaker.sigv4 import SignatureError, credential_scope, verify
 from ferry.sagemaker.store import Store
 from ferry.sagemaker.worker import KIND as TRAINING_JOB
 from ferry.sagemaker.worker import LOG_GROUP, now
@@ -46,6 +49,8 @@ log = logging.getLogger("ferry.sagemaker")
 
 ACCOUNT = "000000000000"
 MAX_BODY = 1024 * 1024
+#: X-Amz-Target prefix → the service name clients sign for (botocore's signingName).
+SIGNING_NAMES = {"SageMaker": "sagemaker", "Logs_20140328": "logs"}
 #: How often the control plane looks for training workers that died mid-job.
 WATCH_SECONDS = 2.0
 ENVIRONMENT_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -115,6 +120,13 @@ def public(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if not k.startswith("_")}
 
 
+class XmlAnswer(NamedTuple):
+    """A query-protocol answer (STS, IAM), sent as it is."""
+
+    status: int
+    body: bytes
+
+
 class ControlPlane:
     def __init__(self, store: Store, *, access_key_id: str, secret_access_key: str, runtime_url: str,
                  region: str, worker_env: dict[str, str]) -> None:
@@ -145,6 +157,11 @@ class ControlPlane:
             return
         try:
             result = await self.handle(scope, receive)
+            if isinstance(result, XmlAnswer):
+                headers = [(b"content-type", b"text/xml"), (b"content-length", str(len(result.body)).encode())]
+                await send({"type": "http.response.start", "status": result.status, "headers": headers})
+                await send({"type": "http.response.body", "body": result.body})
+                return
             status, payload = 200, result
         except ApiError as exc:
             status, payload = exc.status, {"__type": exc.code, "message": exc.message}
@@ -170,12 +187,16 @@ class ControlPlane:
                 break
         if scope["method"] != "POST":
             raise ApiError("UnknownOperationException", "only POST with X-Amz-Target is served", 404)
-        try:
+        if "x-amz-target" not in headers and headers.get("content-type", "").startswith(
+                "application/x-www-form-urlencoded"):
+            return self.query(scope, headers, body)
+        service, _, operation = headers.get("x-amz-target", "").partition(".")
+        try:  # signed for this service (the target's signing name) and region, the target among the signed headers
             verify(scope["method"], scope["path"], scope.get("query_string", b"").decode("latin1"), headers, body,
-                   access_key_id=self.access_key_id, secret_access_key=self.secret_access_key)
+                   access_key_id=self.access_key_id, secret_access_key=self.secret_access_key,
+                   service=SIGNING_NAMES.get(service), region=self.region, must_sign=("x-amz-target",))
         except SignatureError as exc:
             raise ApiError(exc.code, exc.message, 403) from None
-        service, _, operation = headers.get("x-amz-target", "").partition(".")
         handler = getattr(self, f"{'logs' if service == 'Logs_20140328' else 'sm'}_{operation}", None) \
             if service in ("SageMaker", "Logs_20140328") else None
         if handler is None:
@@ -188,6 +209,26 @@ class ControlPlane:
             raise ApiError("SerializationException", "the body is not a JSON object")
         result = handler(request)
         return await result if asyncio.iscoroutine(result) else result
+
+    def query(self, scope, headers: dict[str, str], body: bytes) -> XmlAnswer:
+        """STS and IAM (ferry.sagemaker.identity): the query protocol, XML in errors too."""
+        signed_for = credential_scope(headers)
+        service = signed_for[0] if signed_for and signed_for[0] in identity.NAMESPACES else "sts"
+        try:
+            try:  # IAM is global: botocore signs it for us-east-1, whatever the client's region
+                region = verify(scope["method"], scope["path"], scope.get("query_string", b"").decode("latin1"),
+                                headers, body, access_key_id=self.access_key_id,
+                                secret_access_key=self.secret_access_key, service=service)
+            except SignatureError as exc:
+                raise identity.QueryError(403, {"UnrecognizedClientException": "InvalidClientTokenId"}.get(
+                    exc.code, "SignatureDoesNotMatch" if exc.code == "InvalidSignatureException" else exc.code),
+                    exc.message) from None
+            if region not in (self.region, "us-east-1"):
+                raise identity.QueryError(403, "SignatureDoesNotMatch", f"Credential should be scoped to a valid "
+                                          f"region, not '{region[:40]}'.")
+            return XmlAnswer(200, identity.answer(service, identity.form(body), self.access_key_id))
+        except identity.QueryError as exc:
+            return XmlAnswer(exc.status, identity.error(service, exc))
 
     # -- training jobs ---------------------------------------------------------------------------
 
@@ -255,6 +296,9 @@ class ControlPlane:
         for job in self.store.list(TRAINING_JOB):
             if job["TrainingJobStatus"] in ("InProgress", "Stopping") and not _alive(job.get("_pid")):
                 self.store.update(TRAINING_JOB, job["TrainingJobName"], fail)
+                if isinstance(job.get("_pid"), int):  # what it started (a user's script) goes with it
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(job["_pid"], signal.SIGKILL)
 
     async def _watch_workers(self) -> None:
         """While the control plane runs: a worker killed mid-job (``kill -9``, the OOM killer)

@@ -254,10 +254,10 @@ class EndpointServer:
     """The ASGI application (see the module docstring)."""
 
     def __init__(self, registry: Registry, s3_client_factory=None, *, deployer: tuple[str, str] | None = None,
-                 models_dir: Path | None = None) -> None:
+                 models_dir: Path | None = None, region: str = "eu-west-1") -> None:
         self.registry = registry
-        #: (access key id, secret) that deploy requests must be signed with; None: not checked.
-        self.deployer = deployer
+        #: (access key id, secret) that every request but /ping must be signed with; None: not checked.
+        self.deployer, self.region = deployer, region
         #: Unpacked model archives, one directory per deploy; emptied at start (restores re-fetch).
         self.models_dir = models_dir or registry.path.parent / "models"
         self.models: dict[str, BuiltinServable | ScriptServable] = {}
@@ -362,15 +362,17 @@ class EndpointServer:
             match = INVOCATION_PATH.match(path)
             headers = dict(scope["headers"])
             body = await read_body(receive, headers)
+            self._check_signature(scope, body)
             content_type = headers.get(b"content-type", b"application/octet-stream").decode("latin1")
             accept = headers.get(b"accept", b"application/json").decode("latin1")
             answer, answer_type = await self.invoke(match.group(1) if match else None, content_type, accept, body)
             return 200, answer, answer_type, [(b"x-amzn-invoked-production-variant", b"AllTraffic")]
         if path == "/endpoints" and method == "GET":
+            self._check_signature(scope, await read_body(receive, dict(scope["headers"])))
             return _json(200, {"Endpoints": list(self.descriptions.values())})
         if match := ENDPOINT_PATH.match(path):
             name = match.group(1)
-            if method in ("PUT", "DELETE"):
+            if method in ("PUT", "DELETE", "GET"):
                 body = await read_body(receive, dict(scope["headers"]))
                 self._check_signature(scope, body)
             if method == "PUT":
@@ -390,6 +392,9 @@ class EndpointServer:
         raise RequestError(404, "UnknownOperationException", f"no route for {method} {path[:100]}")
 
     def _check_signature(self, scope, body: bytes) -> None:
+        """SigV4 with the stack's key pair, scoped to ``sagemaker`` (the runtime's signing name) and
+        the stack's region, on every route but ``/ping``: InvokeEndpoint needs a signature on AWS,
+        so code with wrong credentials fails here as it would there."""
         if self.deployer is None:
             return
         from ferry.sagemaker.sigv4 import SignatureError, verify
@@ -397,9 +402,10 @@ class EndpointServer:
         headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope["headers"]}
         try:
             verify(scope["method"], scope["path"], scope.get("query_string", b"").decode("latin1"), headers, body,
-                   access_key_id=self.deployer[0], secret_access_key=self.deployer[1])
+                   access_key_id=self.deployer[0], secret_access_key=self.deployer[1], service="sagemaker",
+                   region=self.region)
         except SignatureError as exc:
-            raise RequestError(403, exc.code, f"deploying needs the stack's credentials: {exc.message}") from None
+            raise RequestError(403, exc.code, f"this needs the stack's credentials: {exc.message}") from None
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -493,12 +499,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=18090)
     parser.add_argument("--registry", type=Path, required=True, help="JSON file recording the deployed endpoints")
     parser.add_argument("--credentials", type=Path, required=True,
-                        help="JSON with aws_access_key_id and aws_secret_access_key: who may deploy")
+                        help="JSON with aws_access_key_id and aws_secret_access_key: who may deploy and invoke")
+    parser.add_argument("--region", default="eu-west-1", help="the region requests must be signed for")
     args = parser.parse_args(argv)
     creds = json.loads(args.credentials.read_text())
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = EndpointServer(Registry(args.registry),
-                         deployer=(creds["aws_access_key_id"], creds["aws_secret_access_key"]))
+                         deployer=(creds["aws_access_key_id"], creds["aws_secret_access_key"]), region=args.region)
     uvicorn.run(app, host=args.host, port=args.port, loop="uvloop", http="httptools", lifespan="on",
                 access_log=False, log_level="warning")
 

@@ -55,15 +55,36 @@ def signed_request(method: str, url: str, body: bytes | None, *, credentials: An
     return urllib.request.Request(url, data=body, method=method, headers=dict(aws.headers.items()))
 
 
+def credential_scope(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """The (service, region) a request says it is signed for, or None if it is not signed so."""
+    found = _AUTHORIZATION.match(headers.get("authorization", "").strip())
+    return (found["service"], found["region"]) if found else None
+
+
 def verify(method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, *,
-           access_key_id: str, secret_access_key: str, now: datetime | None = None) -> str:
+           access_key_id: str, secret_access_key: str, now: datetime | None = None,
+           service: str | None = None, region: str | None = None, must_sign: tuple[str, ...] = (),
+           unsigned_payload: bool = False) -> str:
     """Raise :class:`SignatureError` unless the request is signed with this key pair; return the
-    region the client signed for. ``headers`` have lower-case names."""
+    region the client signed for. ``headers`` have lower-case names.
+
+    As AWS's services check: the credential scope must name ``service`` and ``region`` (when
+    given: a signature made for another service or region is not valid here), ``host`` and each
+    header of ``must_sign`` (``x-amz-target`` on AWS's JSON APIs: the operation itself) must be
+    among the signed headers, and the payload must be hashed unless ``unsigned_payload`` (S3's
+    ``UNSIGNED-PAYLOAD``; JSON APIs refuse it).
+    """
     found = _AUTHORIZATION.match(headers.get("authorization", "").strip())
     if not found:
         raise SignatureError("MissingAuthenticationToken", "Request is missing Authentication Token")
-    if not hmac.compare_digest(found["key"], access_key_id):
+    if not hmac.compare_digest(found["key"].encode("utf-8", "replace"), access_key_id.encode()):
         raise SignatureError("UnrecognizedClientException", "The security token included in the request is invalid.")
+    if service is not None and found["service"] != service:
+        raise SignatureError("InvalidSignatureException", f"Credential should be scoped to correct service: "
+                             f"'{service}'.")
+    if region is not None and found["region"] != region:
+        raise SignatureError("InvalidSignatureException", f"Credential should be scoped to a valid region, not "
+                             f"'{found['region'][:40]}'.")
     amz_date = headers.get("x-amz-date", "")
     try:
         signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
@@ -74,8 +95,13 @@ def verify(method: str, path: str, query: str, headers: Mapping[str, str], body:
     signed = found["headers"].split(";")
     if "host" not in signed or any(name not in headers for name in signed):
         raise SignatureError("IncompleteSignature", "a signed header is missing from the request")
+    for name in must_sign:
+        if name not in signed:
+            raise SignatureError("IncompleteSignature", f"'{name}' must be a signed header")
     canonical_headers = "".join(f"{name}:{' '.join(headers[name].split())}\n" for name in signed)
     payload_hash = headers.get("x-amz-content-sha256") or hashlib.sha256(body).hexdigest()
+    if payload_hash == "UNSIGNED-PAYLOAD" and not unsigned_payload:
+        raise SignatureError("InvalidSignatureException", "UNSIGNED-PAYLOAD is not accepted here: sign the body")
     if payload_hash != "UNSIGNED-PAYLOAD" and payload_hash != hashlib.sha256(body).hexdigest():
         raise SignatureError("InvalidSignatureException", "the body does not match the signed payload hash")
     canonical_request = "\n".join([method, quote(path or "/", safe="/-_.~%"), _canonical_query(query),

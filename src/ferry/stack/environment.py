@@ -55,6 +55,9 @@ def connections(settings: StackSettings) -> dict[str, dict]:
             "extra": {"region_name": REGION, "endpoint_url": settings.url("s3"),
                       "service_config": {"sagemaker": {"endpoint_url": settings.url("sagemaker")},
                                          "logs": {"endpoint_url": settings.url("sagemaker")},
+                                         # STS and IAM for the stack's own identity ("Test connection").
+                                         "sts": {"endpoint_url": settings.url("sagemaker")},
+                                         "iam": {"endpoint_url": settings.url("sagemaker")},
                                          "sagemaker-runtime": {"endpoint_url": settings.url("endpoint")}}},
         },
         "inside_airbnb": {
@@ -127,6 +130,8 @@ def stack_environment(settings: StackSettings) -> dict[str, str]:
         "AWS_ENDPOINT_URL_S3": settings.url("s3"),
         "AWS_ENDPOINT_URL_SAGEMAKER": settings.url("sagemaker"),
         "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": settings.url("sagemaker"),
+        "AWS_ENDPOINT_URL_STS": settings.url("sagemaker"),
+        "AWS_ENDPOINT_URL_IAM": settings.url("sagemaker"),
         # The endpoint server plays SageMaker's runtime (invoke_endpoint); the API is the
         # Chalice app in front of it. Unset the first to reach real SageMaker endpoints.
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": settings.url("endpoint"),

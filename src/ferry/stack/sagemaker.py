@@ -18,13 +18,13 @@ from pathlib import Path
 from ferry.stack.environment import stack_environment
 from ferry.stack.process import port_answers, spawn
 from ferry.stack.service import PidFileService, ProcessService
-from ferry.stack.settings import StackSettings
+from ferry.stack.settings import REGION, StackSettings
 
 #: Of the stack's variables, what the SageMaker servers need: the stack's S3 and its key pair
 #: (they read channels and source bundles, write models) and the other AWS endpoints.
 SAGEMAKER_NEEDS = ("FERRY_HOME", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                    "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
-                   "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
+                   "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_IAM")
 
 #: The stack's variables that hold secrets or lead to them (``ferry stack env`` exports them).
 SECRET_PREFIXES = ("AIRFLOW", "AWS_", "PG")
@@ -93,6 +93,8 @@ class EndpointService(ProcessService):
                 str(self.registry),
                 "--credentials",
                 str(self.settings.home / "credentials.json"),
+                "--region",
+                REGION,
             ],
             pid_file=self.pid_file,
             log_file=self.log_file,
@@ -103,9 +105,16 @@ class EndpointService(ProcessService):
         return self.answers_http("/ping")
 
     def detail(self) -> str:
+        from botocore.credentials import Credentials
+
+        from ferry.sagemaker.sigv4 import signed_request
+
         url = self.settings.url(self.name)
         try:
-            with urllib.request.urlopen(f"{url}/endpoints", timeout=1) as response:
+            request = signed_request("GET", f"{url}/endpoints", None, credentials=Credentials(
+                self.settings.credentials.aws_access_key_id, self.settings.credentials.aws_secret_access_key),
+                region=REGION)
+            with urllib.request.urlopen(request, timeout=1) as response:
                 endpoints = json.loads(response.read())["Endpoints"]
         except (OSError, ValueError, KeyError):
             return f"{url} (SageMaker runtime API)"
