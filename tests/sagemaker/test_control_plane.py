@@ -568,6 +568,49 @@ def test_the_sagemaker_servers_run_without_the_stacks_other_secrets(stack):
         assert not [s for s in others if any(s.encode() in entry for entry in environ)], service
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda r: r["AlgorithmSpecification"].update(TrainingInputMode="Pipe"), "TrainingInputMode Pipe"),
+    (lambda r: r["InputDataConfig"][0].update(InputMode="FastFile"), "InputMode FastFile"),
+    (lambda r: r["InputDataConfig"][0].update(CompressionType="Gzip"), "only supported in Pipe input mode"),
+    (lambda r: r["InputDataConfig"][0]["DataSource"]["S3DataSource"].update(S3DataType="AugmentedManifestFile"),
+     "S3DataType AugmentedManifestFile"),
+], ids=["pipe", "fastfile", "gzip-in-file-mode", "augmented-manifest"])
+def test_input_modes_this_sagemaker_cannot_deliver_are_refused_not_changed(sm, blobs, change, message):
+    request = job_request(unique("mode"), blobs, {"k": "3", "feature_dim": DIM})
+    change(request)
+    with pytest.raises(ClientError) as refused:
+        sm.create_training_job(**request)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert message in refused.value.response["Error"]["Message"]
+
+
+def test_a_manifest_file_channel_delivers_the_objects_it_lists(sm, s3, blobs, user_code):
+    """As the SageMaker SDK's record_set writes it: a JSON list, a prefix first, then keys under it."""
+    manifest_key = f"{blobs}/manifest"
+    s3.put_object(Bucket=BUCKET, Key=manifest_key, Body=json.dumps(
+        [{"prefix": f"s3://{BUCKET}/{blobs}/"}, "train/part-1"]).encode())
+    name = unique("manifest")
+    request = script_job(name, blobs, user_code, scale="1")
+    request["InputDataConfig"][0]["DataSource"]["S3DataSource"].update(
+        S3DataType="ManifestFile", S3Uri=f"s3://{BUCKET}/{manifest_key}")
+    sm.create_training_job(**request)
+    job = wait_job(sm, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    import tarfile
+
+    bucket, key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix("s3://").split("/", 1)
+    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
+        assert json.loads(tar.extractfile("model.json").read())["files"] == ["train"]  # train/part-1 under the channel
+
+    s3.put_object(Bucket=BUCKET, Key=manifest_key, Body=json.dumps(
+        [{"prefix": f"s3://{BUCKET}/{blobs}/"}, "../../escape"]).encode())
+    name = unique("manifest-bad")
+    request["TrainingJobName"] = name
+    sm.create_training_job(**request)
+    job = wait_job(sm, name)
+    assert job["TrainingJobStatus"] == "Failed" and "cannot be a file under the channel" in job["FailureReason"]
+
+
 def test_a_bad_job_environment_is_refused(sm, blobs):
     for environment in ({"1BAD": "x"}, {"GOOD": "x" * 513}, {f"V{i}": "x" for i in range(101)}):
         with pytest.raises(ClientError) as refused:

@@ -68,6 +68,35 @@ def validation(message: str) -> ApiError:
     return ApiError("ValidationException", message)
 
 
+def _input_config(request: dict[str, Any]) -> None:
+    """What this SageMaker can deliver, refused up front rather than run differently: File input
+    mode only (Pipe and FastFile stream, which a local process cannot be given as SageMaker gives
+    them), ``S3Prefix`` or ``ManifestFile`` channels, and no ``CompressionType`` (which AWS too
+    allows only in Pipe mode)."""
+    mode = (request.get("AlgorithmSpecification") or {}).get("TrainingInputMode", "File")
+    if mode != "File":
+        raise validation(f"TrainingInputMode {str(mode)[:20]} is not supported by this local SageMaker (File is)")
+    channels = request.get("InputDataConfig") or []
+    if not isinstance(channels, list):
+        raise validation("InputDataConfig must be a list of channels")
+    for channel in channels:
+        if not isinstance(channel, dict):
+            raise validation("each channel of InputDataConfig must be an object")
+        name = str(channel.get("ChannelName", ""))[:64]
+        if channel.get("InputMode", "File") != "File":
+            raise validation(f"channel {name}: InputMode {str(channel['InputMode'])[:20]} is not supported by this "
+                             "local SageMaker (File is)")
+        if channel.get("CompressionType", "None") != "None":
+            raise validation(f"channel {name}: CompressionType {str(channel['CompressionType'])[:20]} is only "
+                             "supported in Pipe input mode")
+        source = (channel.get("DataSource") or {}).get("S3DataSource")
+        if not isinstance(source, dict) or not isinstance(source.get("S3Uri"), str):
+            raise validation(f"channel {name}: DataSource.S3DataSource with an S3Uri is required here")
+        if source.get("S3DataType", "S3Prefix") not in ("S3Prefix", "ManifestFile"):
+            raise validation(f"channel {name}: S3DataType {str(source['S3DataType'])[:30]} is not supported by this "
+                             "local SageMaker (S3Prefix and ManifestFile are)")
+
+
 def _environment_map(environment: Any) -> None:
     """CreateTrainingJob's ``Environment``, as botocore's model bounds it (TrainingEnvironmentMap):
     at most 100 variables, names ``[a-zA-Z_][a-zA-Z0-9_]*``, names and values at most 512 characters."""
@@ -240,6 +269,7 @@ class ControlPlane:
         if not all(isinstance(v, str) for v in hyperparameters.values()):
             raise validation("HyperParameters values must be strings")
         _environment_map(request.get("Environment"))
+        _input_config(request)
         arn = self.arn("training-job", name)
         at = now()
         job = {**_untagged(request), "_tags": _tags(request.get("Tags", [])),

@@ -110,10 +110,15 @@ class Job:
     def download_channel(self, s3: Any, channel: dict[str, Any], directory: Path) -> list[Path]:
         """File input mode: every object under the channel's prefix, copied before training starts."""
         source = channel["DataSource"]["S3DataSource"]
-        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
-            raise AlgorithmError(f"ClientError: S3DataType={source['S3DataType']} is not supported here (S3Prefix is)")
+        data_type = source.get("S3DataType", "S3Prefix")
+        if data_type not in ("S3Prefix", "ManifestFile"):
+            raise AlgorithmError(f"ClientError: S3DataType={data_type} is not supported here (S3Prefix and "
+                                 "ManifestFile are)")
         bucket, prefix = split_s3_uri(source["S3Uri"])
-        files = download_prefix(s3, bucket, prefix, directory)
+        if data_type == "ManifestFile":
+            files = download_manifest(s3, bucket, prefix, directory)
+        else:
+            files = download_prefix(s3, bucket, prefix, directory)
         if not files:
             raise AlgorithmError(f"ClientError: no objects under the {channel['ChannelName']} channel's "
                                  f"{source['S3Uri']}")
@@ -152,6 +157,41 @@ def download_prefix(s3: Any, bucket: str, prefix: str, directory: Path) -> list[
                 raise AlgorithmError(f"ClientError: object {item['Key']!r} and another key of the channel "
                                      f"make one path both a file and a folder: {exc.strerror}") from None
             files.append(target)
+    return files
+
+
+#: A manifest larger than this is refused before it is read (AWS lists no limit; a manifest is a list of keys).
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+
+
+def download_manifest(s3: Any, bucket: str, key: str, directory: Path) -> list[Path]:
+    """A ``ManifestFile`` channel: the object at ``key`` is a JSON list, ``[{"prefix": "s3://b/p/"},
+    "relative/key", …]`` (AWS's S3DataSource documentation; what the SageMaker SDK's
+    ``record_set`` writes); each object ``prefix + relative key`` goes under ``directory`` by its
+    relative key, which must stay there (:func:`channel_file`)."""
+    import json
+
+    size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    if size > MAX_MANIFEST_BYTES:
+        raise AlgorithmError(f"ClientError: the manifest s3://{bucket}/{key} is {size:,} bytes; at most "
+                             f"{MAX_MANIFEST_BYTES:,} are read")
+    try:
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        base = manifest[0]["prefix"]
+        entries = manifest[1:]
+        source_bucket, source_prefix = split_s3_uri(base)
+    except (ValueError, TypeError, KeyError, IndexError, AlgorithmError):
+        raise AlgorithmError(f"ClientError: s3://{bucket}/{key} is not a manifest: a JSON list whose first item is "
+                             '{"prefix": "s3://bucket/prefix/"} and whose others are keys under it') from None
+    if not isinstance(base, str) or not all(isinstance(entry, str) and entry for entry in entries):
+        raise AlgorithmError(f"ClientError: the manifest s3://{bucket}/{key} must list keys as strings")
+    directory.mkdir(parents=True, exist_ok=True)
+    files = []
+    for entry in entries:
+        target = channel_file(directory, "", entry)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(source_bucket, source_prefix + entry, str(target))
+        files.append(target)
     return files
 
 
