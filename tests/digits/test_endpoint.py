@@ -73,6 +73,40 @@ def test_kmeans_endpoint_answers_like_sagemaker_kmeans(runtime, endpoint_url, ar
     assert isinstance(first["closest_cluster"], float) and isinstance(first["distance_to_cluster"], float)
 
 
+def test_kmeans_answers_in_the_format_accept_asks_for(runtime, endpoint_url, artifacts, splits):
+    """AWS's inference formats for k-means: JSON, JSON lines, RecordIO out; csv in with label_size."""
+    from botocore.exceptions import ClientError
+    from sagemaker_training import record_pb2
+    from sagemaker_training.recordio import _read_recordio
+
+    _, _, (test_x, test_y) = splits
+    deploy(endpoint_url, "kmeans-test", artifacts["kmeans"], KMEANS_IMAGE)
+    expected = invoke(runtime, "kmeans-test", recordio(test_x[:3]))["predictions"]
+
+    def ask(accept: str, body: bytes = recordio(test_x[:3]), content_type: str = "application/x-recordio-protobuf"):
+        answer = runtime.invoke_endpoint(EndpointName="kmeans-test", ContentType=content_type, Accept=accept,
+                                         Body=body)
+        return answer["Body"].read(), answer["ContentType"]
+
+    body, content_type = ask("application/jsonlines")
+    assert content_type == "application/jsonlines" and [json.loads(line) for line in body.splitlines()] == expected
+    body, content_type = ask("application/x-recordio-protobuf")
+    records = []
+    for payload in _read_recordio(io.BytesIO(body)):
+        record = record_pb2.Record()
+        record.ParseFromString(payload)
+        records.append({k: v.float32_tensor.values[0] for k, v in record.label.items()})
+    assert content_type == "application/x-recordio-protobuf"
+    assert [r["closest_cluster"] for r in records] == [p["closest_cluster"] for p in expected]
+    labelled = "\n".join(",".join([str(label), *map(str, row)]) for label, row in zip(test_y[:3], test_x[:3],
+                                                                                     strict=True))
+    body, _ = ask("application/json", labelled.encode(), "text/csv;label_size=1")
+    assert [p["closest_cluster"] for p in json.loads(body)["predictions"]] == [p["closest_cluster"] for p in expected]
+    with pytest.raises(ClientError) as refused:
+        ask("text/html")
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 406
+
+
 @pytest.mark.parametrize("endpoint", ["kmeans-test", "svm-test"])
 def test_every_request_format_gives_the_same_answer(runtime, endpoint_url, artifacts, splits, endpoint):
     _, _, (test_x, test_y) = splits

@@ -546,6 +546,11 @@ def test_script_mode_trains_with_sagemakers_environment_and_serves_with_the_user
     assert json.loads(answer["Body"].read()) == [6.0, 14.0] and answer["ContentType"] == "application/json"
     answer = runtime.invoke_endpoint(EndpointName=name, ContentType="application/json", Body="[[1, 1]]")
     assert json.loads(answer["Body"].read()) == [4.0]
+    # The default output_fn answers in the Accept's format, as the inference toolkit's encoders do.
+    answer = runtime.invoke_endpoint(EndpointName=name, ContentType="text/csv", Accept="text/csv", Body="1,2\n3,4")
+    assert (answer["Body"].read(), answer["ContentType"]) == (b"6.0\n14.0\n", "text/csv")
+    answer = runtime.invoke_endpoint(EndpointName=name, ContentType="text/csv", Accept="application/x-npy", Body="1,2")
+    assert np.load(io.BytesIO(answer["Body"].read())).tolist() == [6.0]
     with pytest.raises(ClientError) as refused:
         runtime.invoke_endpoint(EndpointName=name, ContentType="image/gif", Body=b"GIF89a")
     assert refused.value.response["Error"]["Code"] == "ValidationError"

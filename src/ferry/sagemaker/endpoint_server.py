@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from ferry.sagemaker.archives import MAX_EXPANDED_BYTES, fetch_tar_gz
+from ferry.sagemaker.formats import UnsupportedAccept, encode_predictions
 from ferry.sagemaker.recordio import iter_records
 from ferry.sagemaker.store import private_directory
 
@@ -78,8 +79,10 @@ def parse_features(content_type: str, body: bytes, feature_dim: int) -> np.ndarr
     try:
         if media == "application/x-recordio-protobuf":
             rows = [record.features["values"] for record in iter_records(io.BytesIO(body))]
-        elif media == "text/csv":
-            rows = [np.array(line.split(","), dtype=np.float32) for line in body.decode().splitlines() if line.strip()]
+        elif media == "text/csv":  # label_size=N: the first N columns are labels, not features (AWS's csv rule)
+            skip = csv_label_size(content_type)
+            rows = [np.array(line.split(",")[skip:], dtype=np.float32)
+                    for line in body.decode().splitlines() if line.strip()]
         elif media == "application/json":
             payload = json.loads(body)
             instances = payload.get("instances", []) if isinstance(payload, dict) else payload
@@ -100,6 +103,17 @@ def parse_features(content_type: str, body: bytes, feature_dim: int) -> np.ndarr
     if not np.isfinite(features).all():
         raise RequestError(400, "ValidationError", "features must be finite numbers")
     return features
+
+
+def csv_label_size(content_type: str) -> int:
+    """``text/csv;label_size=N``'s N (0 when absent); a 4xx for anything but a small whole number."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "label_size":
+            if not value.strip().isdigit() or int(value) > 1024:
+                raise RequestError(400, "ValidationError", f"label_size must be a whole number, not {value[:20]!r}")
+            return int(value)
+    return 0
 
 
 class Batcher:
@@ -174,7 +188,10 @@ class BuiltinServable:
         except Exception as exc:  # a model that fails is the model's error, as on SageMaker
             log.exception("the %s model failed", self.algorithm)
             raise RequestError(424, "ModelError", f"the model failed: {type(exc).__name__}") from None
-        return json.dumps({"predictions": predictions}).encode(), "application/json"
+        try:
+            return encode_predictions(predictions, accept)
+        except UnsupportedAccept as exc:
+            raise RequestError(406, "ValidationError", str(exc)) from None
 
 
 class ScriptServable:
@@ -210,6 +227,8 @@ class ScriptServable:
             else:
                 prediction = self.model.predict(data)
             return self.model.write(prediction, accept)
+        except UnsupportedAccept as exc:
+            raise RequestError(406, "ValidationError", str(exc)) from None
         except Exception as exc:
             log.warning("%s failed: %s: %s", self.model.program, type(exc).__name__, exc)
             raise RequestError(424, "ModelError", f"the model failed: {type(exc).__name__}: {str(exc)[:300]}") \

@@ -84,6 +84,13 @@ def encode_record(kind: int, vector: np.ndarray, label_kind: int | None = None, 
     return payload
 
 
+def encode_label_map(labels: dict[str, np.ndarray | np.floating]) -> bytes:
+    """A record with no features and one label tensor per key: the shape of the built-in
+    algorithms' RecordIO answers (``{"closest_cluster": …, "distance_to_cluster": …}``)."""
+    return b"".join(_map_entry(2, key, _tensor(_resolve_type(np.asarray(value).dtype), np.atleast_1d(value)))
+                    for key, value in labels.items())
+
+
 def write_recordio(file: BinaryIO, data: bytes) -> None:
     file.write(_HEADER.pack(MAGIC, len(data)))
     file.write(data)

@@ -54,6 +54,7 @@ import numpy as np
 
 from ferry.sagemaker.algorithms import AlgorithmError
 from ferry.sagemaker.archives import fetch_tar_gz
+from ferry.sagemaker.formats import UnsupportedAccept
 
 #: What SageMaker's container mounts the model directory as; ``SAGEMAKER_SUBMIT_DIRECTORY`` may point under it.
 CONTAINER_MODEL_DIR = "/opt/ml/model"
@@ -274,8 +275,28 @@ def default_predict_fn(data: Any, model: Any) -> Any:
 
 
 def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
-    value = prediction.tolist() if isinstance(prediction, np.ndarray) else prediction
-    return json.dumps(value).encode(), "application/json"
+    """The inference toolkit's default: the prediction encoded as ``accept`` asks (JSON for
+    ``*/*`` or none, ``text/csv`` as its ``array_to_csv``, ``application/x-npy``), answered with
+    that content type; any other ``Accept`` is refused (:class:`UnsupportedAccept`, a 406)."""
+    for offered in (part.split(";")[0].strip().lower() for part in (accept or "*/*").split(",")):
+        if offered in ("*/*", "application/*", "application/json"):
+            value = prediction.tolist() if isinstance(prediction, np.ndarray) else prediction
+            return json.dumps(value).encode(), "application/json"
+        if offered == "text/csv":
+            import csv
+
+            array = np.array(prediction)
+            array = array.reshape(array.shape[0], 1) if array.ndim == 1 else array
+            stream = io.StringIO()
+            csv.writer(stream, lineterminator="\n", delimiter=",", quotechar='"', doublequote=True,
+                       strict=True).writerows(array)
+            return stream.getvalue().encode(), "text/csv"
+        if offered == "application/x-npy":
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(prediction), allow_pickle=False)
+            return buffer.getvalue(), "application/x-npy"
+    raise UnsupportedAccept(f"Accept {accept[:100]!r} is not answered by the default output_fn; ask for "
+                            "application/json, text/csv or application/x-npy, or give the script an output_fn")
 
 
 def load_script_model(model_dir: Path, environment: dict[str, str], s3: Any) -> ScriptModel:

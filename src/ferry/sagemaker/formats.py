@@ -1,0 +1,43 @@
+"""The built-in algorithms' answers in the format the client's ``Accept`` asks for, as AWS's
+"Common data formats for inference" document them for k-means and k-NN:
+
+- ``application/json`` (the default, and for ``*/*`` or no ``Accept``):
+  ``{"predictions": [{"closest_cluster": 1.0, "distance_to_cluster": 3.2}, …]}``;
+- ``application/jsonlines``: one such object per line;
+- ``application/x-recordio-protobuf``: one RecordIO record per prediction, its ``label`` map
+  holding each field as a one-value float32 tensor (what the SageMaker SDK's KMeans and KNN
+  predictors read with their ``RecordDeserializer``).
+
+Anything else is refused (a 4xx) rather than answered in a format the client cannot read.
+Tests check the RecordIO against AWS's own protobuf definition (``sagemaker_training.record_pb2``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from ferry.sagemaker.recordio import encode_label_map, write_recordio
+
+JSON, JSONLINES, RECORDIO = "application/json", "application/jsonlines", "application/x-recordio-protobuf"
+
+
+class UnsupportedAccept(ValueError):
+    """The client asked for a format the algorithm does not answer in."""
+
+
+def encode_predictions(predictions: list[dict[str, float]], accept: str) -> tuple[bytes, str]:
+    """(body, content type) of ``predictions`` for ``accept`` (its first listed type we answer)."""
+    for offered in (part.split(";")[0].strip().lower() for part in (accept or "*/*").split(",")):
+        if offered in ("*/*", "application/*", JSON):
+            return json.dumps({"predictions": predictions}).encode(), JSON
+        if offered == JSONLINES:
+            return "".join(json.dumps(p) + "\n" for p in predictions).encode(), JSONLINES
+        if offered == RECORDIO:
+            buffer = io.BytesIO()
+            for prediction in predictions:
+                write_recordio(buffer, encode_label_map({k: np.float32(v) for k, v in prediction.items()}))
+            return buffer.getvalue(), RECORDIO
+    raise UnsupportedAccept(f"Accept {accept[:100]!r} is not answered here; ask for {JSON}, {JSONLINES} or {RECORDIO}")
