@@ -9,7 +9,9 @@ as soon as its count or claimed size passes the cap, without inflating the rest.
 
 from __future__ import annotations
 
+import gzip
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -20,6 +22,32 @@ from ferry.sagemaker.algorithms import AlgorithmError
 MAX_EXPANDED_BYTES = 4 * 1024 * 1024 * 1024
 #: … or if it has more members than this.
 MAX_MEMBERS = 100_000
+
+
+#: tarfile reads a pax or GNU long-name header whole, in one read: a header is refused past this.
+MAX_HEADER_BYTES = 1024 * 1024
+
+
+class _HeaderTooLarge(ValueError):
+    pass
+
+
+class _SmallReads:
+    """The decompressed archive, as tarfile reads it, refusing any one read over
+    :data:`MAX_HEADER_BYTES`: member data is copied in 16 KiB reads, so only a header that claims
+    to be huge (a few hundred kB of gzip can claim gigabytes) asks for more — and would be held
+    in memory whole before any cap on members could see it."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > MAX_HEADER_BYTES:
+            raise _HeaderTooLarge(f"has a tar header of more than {MAX_HEADER_BYTES:,} bytes")
+        return self._file.read(size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -46,7 +74,7 @@ def fetch_tar_gz(s3: Any, uri: str, directory: Path, *, what: str, max_bytes: in
     archive = directory.parent / f"{directory.name}.tar.gz"
     try:
         s3.download_file(bucket, key, str(archive))
-        with tarfile.open(archive) as tar:
+        with gzip.open(archive) as unzipped, tarfile.open(fileobj=_SmallReads(unzipped), mode="r:") as tar:
             members, expanded = [], 0
             while (member := tar.next()) is not None:
                 members.append(member)
@@ -58,7 +86,9 @@ def fetch_tar_gz(s3: Any, uri: str, directory: Path, *, what: str, max_bytes: in
                     raise ValueError(f"{what} has more than {max_members:,} members; "
                                      f"at most {max_members:,} are accepted")
             tar.extractall(directory, members=members, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except _HeaderTooLarge as exc:
+        raise ValueError(f"{what} {exc}; refused") from None
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise ValueError(f"{what} is not a readable tar.gz: {type(exc).__name__}: {exc}") from None
     finally:
         archive.unlink(missing_ok=True)

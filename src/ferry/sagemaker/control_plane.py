@@ -51,9 +51,12 @@ ACCOUNT = "000000000000"
 MAX_BODY = 1024 * 1024
 #: X-Amz-Target prefix → the service name clients sign for (botocore's signingName).
 SIGNING_NAMES = {"SageMaker": "sagemaker", "Logs_20140328": "logs"}
+#: How long a job may be recorded without a worker pid before it counts as orphaned.
+START_GRACE_SECONDS = 30.0
 #: How often the control plane looks for training workers that died mid-job.
 WATCH_SECONDS = 2.0
 ENVIRONMENT_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 TERMINAL = ("Completed", "Failed", "Stopped")
 
@@ -73,23 +76,36 @@ def _input_config(request: dict[str, Any]) -> None:
     mode only (Pipe and FastFile stream, which a local process cannot be given as SageMaker gives
     them), ``S3Prefix`` or ``ManifestFile`` channels, and no ``CompressionType`` (which AWS too
     allows only in Pipe mode)."""
-    mode = (request.get("AlgorithmSpecification") or {}).get("TrainingInputMode", "File")
+    specification = request.get("AlgorithmSpecification")
+    if not isinstance(specification, dict):
+        raise validation("AlgorithmSpecification must be an object")
+    mode = specification.get("TrainingInputMode", "File")
     if mode != "File":
         raise validation(f"TrainingInputMode {str(mode)[:20]} is not supported by this local SageMaker (File is)")
     channels = request.get("InputDataConfig") or []
     if not isinstance(channels, list):
         raise validation("InputDataConfig must be a list of channels")
+    names: set[str] = set()
     for channel in channels:
         if not isinstance(channel, dict):
             raise validation("each channel of InputDataConfig must be an object")
-        name = str(channel.get("ChannelName", ""))[:64]
+        name = channel.get("ChannelName")
+        # The name becomes a folder (/opt/ml/input/data/<name>): AWS's pattern, and never . or ..
+        if not isinstance(name, str) or not CHANNEL_NAME.fullmatch(name) or name in (".", ".."):
+            raise validation(f"ChannelName {str(name)[:80]!r} must match [A-Za-z0-9.\\-_]{{1,64}}")
+        if name in names:
+            raise validation(f"channel {name} is given twice in InputDataConfig")
+        names.add(name)
+        data_source = channel.get("DataSource")
+        if not isinstance(data_source, dict):
+            raise validation(f"channel {name}: DataSource must be an object")
         if channel.get("InputMode", "File") != "File":
             raise validation(f"channel {name}: InputMode {str(channel['InputMode'])[:20]} is not supported by this "
                              "local SageMaker (File is)")
         if channel.get("CompressionType", "None") != "None":
             raise validation(f"channel {name}: CompressionType {str(channel['CompressionType'])[:20]} is only "
                              "supported in Pipe input mode")
-        source = (channel.get("DataSource") or {}).get("S3DataSource")
+        source = data_source.get("S3DataSource")
         if not isinstance(source, dict) or not isinstance(source.get("S3Uri"), str):
             raise validation(f"channel {name}: DataSource.S3DataSource with an S3Uri is required here")
         if source.get("S3DataType", "S3Prefix") not in ("S3Prefix", "ManifestFile"):
@@ -232,7 +248,7 @@ class ControlPlane:
             raise ApiError("UnknownOperationException", f"{service}.{operation} is not served here")
         try:
             request = json.loads(body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ApiError("SerializationException", "the body is not JSON") from None
         if not isinstance(request, dict):
             raise ApiError("SerializationException", "the body is not a JSON object")
@@ -266,7 +282,7 @@ class ControlPlane:
         _required(request, "AlgorithmSpecification", "RoleArn", "OutputDataConfig", "ResourceConfig",
                   "StoppingCondition")
         hyperparameters = request.get("HyperParameters") or {}
-        if not all(isinstance(v, str) for v in hyperparameters.values()):
+        if not isinstance(hyperparameters, dict) or not all(isinstance(v, str) for v in hyperparameters.values()):
             raise validation("HyperParameters values must be strings")
         _environment_map(request.get("Environment"))
         _input_config(request)
@@ -316,17 +332,31 @@ class ControlPlane:
         """A job whose worker is gone can never finish: Failed with ``reason``, instead of waiting.
 
         The check is made again inside the write's transaction, so a worker that recorded its
-        result and exited in between keeps its result.
+        result and exited in between keeps its result. A job being started has no worker pid yet:
+        it counts as orphaned only if it stayed so for :data:`START_GRACE_SECONDS` (the control
+        plane died between recording it and starting its worker).
         """
+        def orphaned(job: dict[str, Any]) -> bool:
+            if job["TrainingJobStatus"] not in ("InProgress", "Stopping"):
+                return False
+            pid = job.get("_pid")
+            if isinstance(pid, int):
+                return not _alive(pid)
+            return now() - job.get("CreationTime", now()) > START_GRACE_SECONDS
+
+        failed: list[bool] = []
+
         def fail(job: dict[str, Any]) -> None:
-            if job["TrainingJobStatus"] in ("InProgress", "Stopping") and not _alive(job.get("_pid")):
+            if orphaned(job):
                 job.update(TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason=reason,
                            TrainingEndTime=now(), LastModifiedTime=now())
+                failed.append(True)
 
         for job in self.store.list(TRAINING_JOB):
-            if job["TrainingJobStatus"] in ("InProgress", "Stopping") and not _alive(job.get("_pid")):
+            if orphaned(job):
+                failed.clear()
                 self.store.update(TRAINING_JOB, job["TrainingJobName"], fail)
-                if isinstance(job.get("_pid"), int):  # what it started (a user's script) goes with it
+                if failed and isinstance(job.get("_pid"), int):  # what it started (a user's script) goes with it
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(job["_pid"], signal.SIGKILL)
 

@@ -11,6 +11,7 @@ beside them; the control plane checks their SigV4 signatures like the others'.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -24,6 +25,8 @@ ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/{ROLE_NAME}"
 ROLE_CREATED = datetime(2026, 1, 1, tzinfo=timezone.utc)
 TRUST_POLICY = ('{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":'
                 '"sagemaker.amazonaws.com"},"Action":"sts:AssumeRole"}]}')
+ROLE_NAME_PATTERN = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
+XML_UNSAFE = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 NAMESPACES = {"sts": "https://sts.amazonaws.com/doc/2011-06-15/", "iam": "https://iam.amazonaws.com/doc/2010-05-08/"}
 
 
@@ -44,8 +47,11 @@ def answer(service: str, params: dict[str, str], access_key_id: str) -> bytes:
                                         f"<Account>{ACCOUNT}</Account>")
     if service == "iam" and action == "GetRole":
         name = params.get("RoleName", "")
+        if not ROLE_NAME_PATTERN.fullmatch(name):  # IAM's own pattern; it also keeps the XML answer well-formed
+            raise QueryError(400, "ValidationError", "1 validation error detected: Value at 'roleName' failed to "
+                             "satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+")
         if name != ROLE_NAME:
-            raise QueryError(404, "NoSuchEntity", f"The role with name {name[:64]} cannot be found.")
+            raise QueryError(404, "NoSuchEntity", f"The role with name {name} cannot be found.")
         return _result(service, action, (
             f"<Role><Path>/</Path><RoleName>{ROLE_NAME}</RoleName><RoleId>AROAFERRYSAGEMAKER0001</RoleId>"
             f"<Arn>{ROLE_ARN}</Arn><CreateDate>{ROLE_CREATED.strftime('%Y-%m-%dT%H:%M:%SZ')}</CreateDate>"
@@ -57,6 +63,7 @@ def answer(service: str, params: dict[str, str], access_key_id: str) -> bytes:
 
 def error(service: str, exc: QueryError) -> bytes:
     kind = "Sender" if exc.status < 500 else "Receiver"
+    exc.message = XML_UNSAFE.sub("?", exc.message)  # characters XML 1.0 cannot carry, even escaped
     return (f'<ErrorResponse xmlns="{NAMESPACES.get(service, NAMESPACES["sts"])}"><Error><Type>{kind}</Type>'
             f"<Code>{escape(exc.code)}</Code><Message>{escape(exc.message)}</Message></Error>"
             f"<RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>").encode()

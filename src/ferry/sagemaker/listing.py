@@ -27,7 +27,7 @@ def list_page(items: list[dict[str, Any]], request: dict[str, Any], key: str, *,
     items = [item for item in items if _passes(item, request, name, status)]
     sort_by = request.get("SortBy") or "CreationTime"
     order = request.get("SortOrder") or ("Ascending" if ascending else "Descending")
-    if sort_by not in SORT_FIELDS or (sort_by == "Status" and status is None):
+    if not isinstance(sort_by, str) or sort_by not in SORT_FIELDS or (sort_by == "Status" and status is None):
         raise validation(f"SortBy must be one of {', '.join(SORT_FIELDS if status else ['Name', 'CreationTime'])}")
     if order not in ("Ascending", "Descending"):
         raise validation("SortOrder must be Ascending or Descending")
@@ -62,7 +62,10 @@ def _passes(item: dict[str, Any], request: dict[str, Any], name: str, status: st
 def _time(value: Any) -> float | None:
     """boto3 sends timestamps as epoch seconds in the JSON protocol; ISO 8601 is taken too."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            return None
     if isinstance(value, str):
         try:
             return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
@@ -75,8 +78,10 @@ def _offset(token: Any, validation: Callable[[str], Exception]) -> int:
     if token in (None, ""):
         return 0
     try:
+        if len(str(token)) > 8192:  # the model's bound
+            raise ValueError
         offset = json.loads(base64.urlsafe_b64decode(str(token).encode()))["offset"]
-    except (ValueError, TypeError, KeyError, binascii.Error):
+    except (ValueError, TypeError, KeyError, binascii.Error, RecursionError):
         raise validation("Invalid pagination token: use the NextToken of the previous page.") from None
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise validation("Invalid pagination token: use the NextToken of the previous page.")

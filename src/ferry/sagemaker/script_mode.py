@@ -117,7 +117,7 @@ def training_environment(root: Path, channels: list[str], hyperparameters: dict[
         "SM_NUM_GPUS": "0",
         "SM_HOSTS": json.dumps(["algo-1"]),
         "SM_CURRENT_HOST": "algo-1",
-        "SM_MODULE_NAME": Path(program).stem,
+        "SM_MODULE_NAME": program[:-3] if program.endswith(".py") else program,  # the toolkit's rule
         "SM_USER_ENTRY_POINT": program,
         "TRAINING_JOB_NAME": job_name,
         "PYTHONUNBUFFERED": "1",
@@ -274,14 +274,19 @@ def default_predict_fn(data: Any, model: Any) -> Any:
     return model.predict(data)
 
 
+def _to_list(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
     """The inference toolkit's default: the prediction encoded as ``accept`` asks (JSON for
     ``*/*`` or none, ``text/csv`` as its ``array_to_csv``, ``application/x-npy``), answered with
     that content type; any other ``Accept`` is refused (:class:`UnsupportedAccept`, a 406)."""
     for offered in (part.split(";")[0].strip().lower() for part in (accept or "*/*").split(",")):
-        if offered in ("*/*", "application/*", "application/json"):
-            value = prediction.tolist() if isinstance(prediction, np.ndarray) else prediction
-            return json.dumps(value).encode(), "application/json"
+        if offered in ("*/*", "application/*", "application/json"):  # numpy values anywhere, as array_to_json
+            return json.dumps(prediction, default=_to_list).encode(), "application/json"
         if offered == "text/csv":
             import csv
 

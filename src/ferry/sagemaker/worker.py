@@ -60,6 +60,8 @@ class Job:
 
     def status(self, secondary: str, message: str, **fields: Any) -> None:
         def change(job: dict[str, Any]) -> None:
+            if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+                return  # already ended (the control plane failed it): an ended job stays as it ended
             at = now()
             transitions = job.setdefault("SecondaryStatusTransitions", [])
             if transitions and "EndTime" not in transitions[-1]:
@@ -78,6 +80,9 @@ class Job:
         script_mode = is_script_mode_image(image)
         algorithm = None if script_mode else algorithm_for_image(image)
         channels = {c["ChannelName"]: c for c in job.get("InputDataConfig", [])}
+        for name in channels:  # checked at CreateTrainingJob too; a name becomes a folder
+            if not isinstance(name, str) or not name or "/" in name or "\0" in name or name in (".", ".."):
+                raise AlgorithmError(f"ClientError: channel name {str(name)[:80]!r} cannot be a folder name")
         if "train" not in channels and not script_mode:
             raise AlgorithmError("ClientError: the training job has no channel named 'train'")
         out_bucket, out_prefix = split_s3_uri(job["OutputDataConfig"]["S3OutputPath"])
@@ -144,19 +149,28 @@ def download_prefix(s3: Any, bucket: str, prefix: str, directory: Path) -> list[
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey"):
                 raise
-    files = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            if item["Key"].endswith("/"):
-                continue
-            target = channel_file(directory, prefix, item["Key"])
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, item["Key"], str(target))
-            except (NotADirectoryError, IsADirectoryError, FileExistsError) as exc:
-                raise AlgorithmError(f"ClientError: object {item['Key']!r} and another key of the channel "
-                                     f"make one path both a file and a folder: {exc.strerror}") from None
-            files.append(target)
+    listed = [(item["Key"], channel_file(directory, prefix, item["Key"]))
+              for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+              for item in page.get("Contents", []) if not item["Key"].endswith("/")]
+    return _download_each(s3, bucket, listed)
+
+
+def _download_each(s3: Any, bucket: str, objects: list[tuple[str, Path]]) -> list[Path]:
+    """Download each (key, local path); two keys for one path (``a`` and ``a//``, ``a`` and
+    ``a/b``) or a name the file system refuses fail the job with a ClientError."""
+    files, seen = [], set()
+    for key, target in objects:
+        if target in seen:
+            raise AlgorithmError(f"ClientError: object {key[:200]!r} lands on the same file as another key of "
+                                 "the channel")
+        seen.add(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, key, str(target))
+        except OSError as exc:  # a file where a folder must be, a name too long…
+            raise AlgorithmError(f"ClientError: object {key[:200]!r} cannot be written under the channel's "
+                                 f"directory: {exc.strerror or exc}") from None
+        files.append(target)
     return files
 
 
@@ -175,24 +189,19 @@ def download_manifest(s3: Any, bucket: str, key: str, directory: Path) -> list[P
     if size > MAX_MANIFEST_BYTES:
         raise AlgorithmError(f"ClientError: the manifest s3://{bucket}/{key} is {size:,} bytes; at most "
                              f"{MAX_MANIFEST_BYTES:,} are read")
+    not_a_manifest = AlgorithmError(f"ClientError: s3://{bucket}/{key} is not a manifest: a JSON list whose first "
+                                    'item is {"prefix": "s3://bucket/prefix/"} and whose others are keys under it')
     try:
         manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        base = manifest[0]["prefix"]
-        entries = manifest[1:]
-        source_bucket, source_prefix = split_s3_uri(base)
-    except (ValueError, TypeError, KeyError, IndexError, AlgorithmError):
-        raise AlgorithmError(f"ClientError: s3://{bucket}/{key} is not a manifest: a JSON list whose first item is "
-                             '{"prefix": "s3://bucket/prefix/"} and whose others are keys under it') from None
+        base, entries = manifest[0]["prefix"], manifest[1:]
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError):
+        raise not_a_manifest from None
     if not isinstance(base, str) or not all(isinstance(entry, str) and entry for entry in entries):
-        raise AlgorithmError(f"ClientError: the manifest s3://{bucket}/{key} must list keys as strings")
+        raise not_a_manifest
+    source_bucket, source_prefix = split_s3_uri(base)
     directory.mkdir(parents=True, exist_ok=True)
-    files = []
-    for entry in entries:
-        target = channel_file(directory, "", entry)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(source_bucket, source_prefix + entry, str(target))
-        files.append(target)
-    return files
+    return _download_each(s3, source_bucket, [(source_prefix + entry, channel_file(directory, "", entry))
+                                              for entry in entries])
 
 
 def channel_file(directory: Path, prefix: str, key: str) -> Path:

@@ -1,0 +1,118 @@
+"""Hostile and odd requests to the local SageMaker's pieces, called directly (no server): each
+must get AWS's 4xx (ValidationException, a ClientError for the job), never a 500, a write
+outside its directory, or a job failed that was not."""
+
+from __future__ import annotations
+
+import base64
+import json
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sagemaker_training import encoders
+
+from ferry.sagemaker import identity
+from ferry.sagemaker.algorithms import AlgorithmError
+from ferry.sagemaker.control_plane import ApiError, ControlPlane, validation
+from ferry.sagemaker.listing import list_page
+from ferry.sagemaker.script_mode import default_output_fn, training_environment
+from ferry.sagemaker.store import Store
+from ferry.sagemaker.worker import KIND, now
+
+ITEMS = [{"ModelName": "a", "CreationTime": 1.0}, {"ModelName": "b", "CreationTime": 2.0}]
+
+
+@pytest.mark.parametrize("request_", [
+    {"SortBy": ["Name"]}, {"SortBy": {"x": 1}}, {"SortOrder": ["Ascending"]}, {"MaxResults": "10"},
+    {"MaxResults": True}, {"NextToken": base64.urlsafe_b64encode(b"[" * 100_000).decode()},
+    {"NextToken": "x" * 9000}, {"NextToken": 12},
+])
+def test_list_parameters_of_the_wrong_shape_are_validation_errors(request_):
+    with pytest.raises(ApiError) as refused:
+        list_page(list(ITEMS), request_, "Models", name="ModelName", validation=validation)
+    assert refused.value.code == "ValidationException"
+
+
+def test_absurd_timestamps_filter_nothing_out_rather_than_crash():
+    page = list_page(list(ITEMS), {"CreationTimeAfter": 10**400, "CreationTimeBefore": "not a time"}, "Models",
+                     name="ModelName", validation=validation)
+    assert len(page["Models"]) == 2
+
+
+def plane(tmp_path: Path) -> ControlPlane:
+    return ControlPlane(Store(tmp_path / "state.sqlite"), access_key_id="k", secret_access_key="s",
+                        runtime_url="http://127.0.0.1:9", region="eu-west-1", worker_env={})
+
+
+def test_a_job_being_started_is_not_taken_for_an_orphan(tmp_path):
+    control = plane(tmp_path)
+    control.store.insert(KIND, "new", {"TrainingJobName": "new", "TrainingJobStatus": "InProgress",
+                                       "CreationTime": now()})  # no worker pid yet
+    control.fail_orphaned_jobs("orphaned")
+    assert control.store.get(KIND, "new")["TrainingJobStatus"] == "InProgress"
+    control.store.insert(KIND, "lost", {"TrainingJobName": "lost", "TrainingJobStatus": "InProgress",
+                                        "CreationTime": now() - 3600})  # recorded, never started
+    control.fail_orphaned_jobs("orphaned")
+    assert control.store.get(KIND, "lost")["TrainingJobStatus"] == "Failed"
+
+
+@pytest.mark.parametrize("channels", [
+    [{"ChannelName": "../../../escaped"}], [{"ChannelName": ".."}], [{"ChannelName": "a/b"}], [{"ChannelName": ""}],
+    [{"ChannelName": "train"}, {"ChannelName": "train"}], [{"ChannelName": None}], [{"ChannelName": "x" * 65}],
+])
+def test_channel_names_that_are_not_folder_names_are_refused(tmp_path, channels):
+    source = {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/p"}}
+    request = {"TrainingJobName": "j", "AlgorithmSpecification": {"TrainingImage": "x", "TrainingInputMode": "File"},
+               "RoleArn": "r", "OutputDataConfig": {"S3OutputPath": "s3://b/o"}, "ResourceConfig": {},
+               "StoppingCondition": {}, "InputDataConfig": [{**c, "DataSource": source} for c in channels]}
+    with pytest.raises(ApiError) as refused:
+        plane(tmp_path).sm_CreateTrainingJob(request)
+    assert refused.value.code == "ValidationException"
+
+
+@pytest.mark.parametrize("field", [{"AlgorithmSpecification": "x"}, {"HyperParameters": ["a"]},
+                                   {"InputDataConfig": [{"ChannelName": "t", "DataSource": [1]}]}])
+def test_fields_of_the_wrong_type_are_validation_errors(tmp_path, field):
+    request = {"TrainingJobName": "j", "AlgorithmSpecification": {"TrainingImage": "x"}, "RoleArn": "r",
+               "OutputDataConfig": {"S3OutputPath": "s3://b/o"}, "ResourceConfig": {}, "StoppingCondition": {},
+               **field}
+    with pytest.raises(ApiError) as refused:
+        plane(tmp_path).sm_CreateTrainingJob(request)
+    assert refused.value.code == "ValidationException"
+
+
+def test_two_keys_for_one_file_fail_the_job(tmp_path):
+    from ferry.sagemaker.worker import download_prefix
+
+    class Listing:
+        def get_paginator(self, name):
+            return self
+
+        def paginate(self, **kwargs):
+            return [{"Contents": [{"Key": "p/a"}, {"Key": "p//a"}]}]
+
+        def download_file(self, bucket, key, path):
+            Path(path).write_text(key)
+
+    with pytest.raises(AlgorithmError, match="lands on the same file"):
+        download_prefix(Listing(), "b", "p/", tmp_path)
+
+
+def test_iam_role_names_outside_iams_pattern_get_a_well_formed_xml_error():
+    with pytest.raises(identity.QueryError) as refused:
+        identity.answer("iam", {"Action": "GetRole", "RoleName": "a\x01b\ufffe"}, "key")
+    assert refused.value.code == "ValidationError"
+    body = identity.error("iam", identity.QueryError(400, "X", "bad \x01 char \ufffe"))
+    assert ElementTree.fromstring(body).find(".//{*}Code").text == "X"
+
+
+@pytest.mark.parametrize("prediction", [{"labels": np.array([1, 2])}, [np.int64(3)], np.float32(0.5)])
+def test_the_default_json_output_takes_numpy_values_anywhere_as_the_toolkit(prediction):
+    body, _ = default_output_fn(prediction, "application/json")
+    assert json.loads(body) == json.loads(encoders.array_to_json(prediction))
+
+
+def test_the_module_name_of_a_script_in_a_folder_is_the_toolkits(tmp_path):
+    assert training_environment(tmp_path, [], {}, "sub/train.py", "j")["SM_MODULE_NAME"] == "sub/train"
