@@ -43,11 +43,11 @@ from ferry.sagemaker.listing import list_page
 from ferry.sagemaker.sigv4 import SignatureError, credential_scope, verify
 from ferry.sagemaker.store import Store
 from ferry.sagemaker.worker import KIND as TRAINING_JOB
-from ferry.sagemaker.worker import LOG_GROUP, now
+from ferry.sagemaker.worker import LOG_GROUP, is_channel_name, now
 
 log = logging.getLogger("ferry.sagemaker")
 
-ACCOUNT = "000000000000"
+ACCOUNT = identity.ACCOUNT
 MAX_BODY = 1024 * 1024
 #: X-Amz-Target prefix → the service name clients sign for (botocore's signingName).
 SIGNING_NAMES = {"SageMaker": "sagemaker", "Logs_20140328": "logs"}
@@ -56,9 +56,7 @@ START_GRACE_SECONDS = 30.0
 #: How often the control plane looks for training workers that died mid-job.
 WATCH_SECONDS = 2.0
 ENVIRONMENT_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-TERMINAL = ("Completed", "Failed", "Stopped")
 
 
 class ApiError(Exception):
@@ -90,8 +88,7 @@ def _input_config(request: dict[str, Any]) -> None:
         if not isinstance(channel, dict):
             raise validation("each channel of InputDataConfig must be an object")
         name = channel.get("ChannelName")
-        # The name becomes a folder (/opt/ml/input/data/<name>): AWS's pattern, and never . or ..
-        if not isinstance(name, str) or not CHANNEL_NAME.fullmatch(name) or name in (".", ".."):
+        if not is_channel_name(name):
             raise validation(f"ChannelName {str(name)[:80]!r} must match [A-Za-z0-9.\\-_]{{1,64}}")
         if name in names:
             raise validation(f"channel {name} is given twice in InputDataConfig")
@@ -138,9 +135,9 @@ def _tags(tags: Any) -> list[dict[str, str]]:
     return [{"Key": tag["Key"], "Value": tag.get("Value", "")} for tag in tags]
 
 
-def _untagged(request: dict[str, Any]) -> dict[str, Any]:
-    """A create request without its Tags (they are kept apart, answered by ListTags, not Describe*)."""
-    return {k: v for k, v in request.items() if k != "Tags"}
+def _record(request: dict[str, Any]) -> dict[str, Any]:
+    """A create request as stored: its Tags kept apart (``_tags``, answered by ListTags, not Describe*)."""
+    return {**{k: v for k, v in request.items() if k != "Tags"}, "_tags": _tags(request.get("Tags", []))}
 
 
 def _required(request: dict[str, Any], *names: str) -> None:
@@ -288,10 +285,9 @@ class ControlPlane:
         _input_config(request)
         arn = self.arn("training-job", name)
         at = now()
-        job = {**_untagged(request), "_tags": _tags(request.get("Tags", [])),
-               "TrainingJobArn": arn, "TrainingJobStatus": "InProgress", "SecondaryStatus": "Starting",
-               "CreationTime": at, "LastModifiedTime": at, "SecondaryStatusTransitions": [],
-               "HyperParameters": hyperparameters}
+        job = {**_record(request), "TrainingJobArn": arn, "TrainingJobStatus": "InProgress",
+               "SecondaryStatus": "Starting", "CreationTime": at, "LastModifiedTime": at,
+               "SecondaryStatusTransitions": [], "HyperParameters": hyperparameters}
         if not self.store.insert(TRAINING_JOB, name, job):
             raise ApiError("ResourceInUse", "Training job names must be unique within an AWS account and region, "
                            f"and a training job with this name already exists ({arn})")
@@ -387,8 +383,7 @@ class ControlPlane:
         if not isinstance(container, dict) or not container.get("Image"):
             raise validation("a model needs PrimaryContainer (or Containers) with an Image")
         arn = self.arn("model", name)
-        if not self.store.insert("Model", name, {**_untagged(request), "_tags": _tags(request.get("Tags", [])),
-                                                 "ModelArn": arn, "CreationTime": now()}):
+        if not self.store.insert("Model", name, {**_record(request), "ModelArn": arn, "CreationTime": now()}):
             raise validation(f'Cannot create already existing model "{arn}".')
         return {"ModelArn": arn}
 
@@ -420,8 +415,8 @@ class ControlPlane:
         for variant in variants:
             self._get("Model", variant.get("ModelName"), "model", "model")
         arn = self.arn("endpoint-config", name)
-        if not self.store.insert("EndpointConfig", name, {**_untagged(request), "_tags": _tags(request.get("Tags", [])),
-                                                          "EndpointConfigArn": arn, "CreationTime": now()}):
+        config = {**_record(request), "EndpointConfigArn": arn, "CreationTime": now()}
+        if not self.store.insert("EndpointConfig", name, config):
             raise validation(f'Cannot create already existing endpoint configuration "{arn}".')
         return {"EndpointConfigArn": arn}
 

@@ -28,9 +28,14 @@ class UnsupportedAccept(ValueError):
     """The client asked for a format the algorithm does not answer in."""
 
 
+def accepted_media(accept: str) -> list[str]:
+    """The media types an ``Accept`` header lists, in its order, without parameters (none: ``*/*``)."""
+    return [part.split(";")[0].strip().lower() for part in (accept or "*/*").split(",")]
+
+
 def encode_predictions(predictions: list[dict[str, float]], accept: str) -> tuple[bytes, str]:
     """(body, content type) of ``predictions`` for ``accept`` (its first listed type we answer)."""
-    for offered in (part.split(";")[0].strip().lower() for part in (accept or "*/*").split(",")):
+    for offered in accepted_media(accept):
         if offered in ("*/*", "application/*", JSON):
             return json.dumps({"predictions": predictions}).encode(), JSON
         if offered == JSONLINES:

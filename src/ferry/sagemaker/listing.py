@@ -16,8 +16,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-#: SortBy value → the summary field it sorts on.
-SORT_FIELDS = {"Name": "Name", "CreationTime": "CreationTime", "Status": "Status"}
+#: The SortBy values of the List* calls (Status only where the resource has one).
+SORT_BY = ("Name", "CreationTime", "Status")
 
 
 def list_page(items: list[dict[str, Any]], request: dict[str, Any], key: str, *, name: str, status: str | None = None,
@@ -27,8 +27,8 @@ def list_page(items: list[dict[str, Any]], request: dict[str, Any], key: str, *,
     items = [item for item in items if _passes(item, request, name, status)]
     sort_by = request.get("SortBy") or "CreationTime"
     order = request.get("SortOrder") or ("Ascending" if ascending else "Descending")
-    if not isinstance(sort_by, str) or sort_by not in SORT_FIELDS or (sort_by == "Status" and status is None):
-        raise validation(f"SortBy must be one of {', '.join(SORT_FIELDS if status else ['Name', 'CreationTime'])}")
+    if not isinstance(sort_by, str) or sort_by not in SORT_BY or (sort_by == "Status" and status is None):
+        raise validation(f"SortBy must be one of {', '.join(SORT_BY if status else SORT_BY[:2])}")
     if order not in ("Ascending", "Descending"):
         raise validation("SortOrder must be Ascending or Descending")
     field = {"Name": name, "CreationTime": "CreationTime", "Status": status}[sort_by]

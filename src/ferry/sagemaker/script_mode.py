@@ -54,7 +54,7 @@ import numpy as np
 
 from ferry.sagemaker.algorithms import AlgorithmError
 from ferry.sagemaker.archives import fetch_tar_gz
-from ferry.sagemaker.formats import UnsupportedAccept
+from ferry.sagemaker.formats import UnsupportedAccept, accepted_media
 
 #: What SageMaker's container mounts the model directory as; ``SAGEMAKER_SUBMIT_DIRECTORY`` may point under it.
 CONTAINER_MODEL_DIR = "/opt/ml/model"
@@ -284,7 +284,7 @@ def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
     """The inference toolkit's default: the prediction encoded as ``accept`` asks (JSON for
     ``*/*`` or none, ``text/csv`` as its ``array_to_csv``, ``application/x-npy``), answered with
     that content type; any other ``Accept`` is refused (:class:`UnsupportedAccept`, a 406)."""
-    for offered in (part.split(";")[0].strip().lower() for part in (accept or "*/*").split(",")):
+    for offered in accepted_media(accept):
         if offered in ("*/*", "application/*", "application/json"):  # numpy values anywhere, as array_to_json
             return json.dumps(prediction, default=_to_list).encode(), "application/json"
         if offered == "text/csv":

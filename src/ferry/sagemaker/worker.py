@@ -16,6 +16,7 @@ fails the job.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import tarfile
@@ -33,6 +34,14 @@ from ferry.sagemaker.store import Store
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 KIND = "TrainingJob"
+#: A training job in one of these has ended, for good.
+TERMINAL = ("Completed", "Failed", "Stopped")
+#: AWS's ChannelName pattern; the name becomes a folder (``input/data/<name>``), so never . or ..
+CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
+
+
+def is_channel_name(name: Any) -> bool:
+    return isinstance(name, str) and CHANNEL_NAME.fullmatch(name) is not None and name not in (".", "..")
 
 
 class Stopped(BaseException):
@@ -60,7 +69,7 @@ class Job:
 
     def status(self, secondary: str, message: str, **fields: Any) -> None:
         def change(job: dict[str, Any]) -> None:
-            if job["TrainingJobStatus"] in ("Completed", "Failed", "Stopped"):
+            if job["TrainingJobStatus"] in TERMINAL:
                 return  # already ended (the control plane failed it): an ended job stays as it ended
             at = now()
             transitions = job.setdefault("SecondaryStatusTransitions", [])
@@ -81,7 +90,7 @@ class Job:
         algorithm = None if script_mode else algorithm_for_image(image)
         channels = {c["ChannelName"]: c for c in job.get("InputDataConfig", [])}
         for name in channels:  # checked at CreateTrainingJob too; a name becomes a folder
-            if not isinstance(name, str) or not name or "/" in name or "\0" in name or name in (".", ".."):
+            if not is_channel_name(name):
                 raise AlgorithmError(f"ClientError: channel name {str(name)[:80]!r} cannot be a folder name")
         if "train" not in channels and not script_mode:
             raise AlgorithmError("ClientError: the training job has no channel named 'train'")
