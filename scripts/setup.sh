@@ -48,16 +48,24 @@ if [ ! -f "$spark_stamp" ]; then
 fi
 
 
-# SecantusDB, the local stack's MongoDB server (GPL-2.0): a tool of its own, in its own venv
-# (.tools/secantusdb) from a hash-locked list, run as a separate process. It is not a dependency
-# of ferry (nor in uv.lock), and ferry never imports it. Reinstalled only when the list changes.
-secantus_dir=.tools/secantusdb
-secantus_stamp="$secantus_dir/.installed-$(sha256sum tools/secantusdb/requirements.txt | cut -c1-16)"
-if [ ! -f "$secantus_stamp" ]; then
-  echo "setup: installing SecantusDB into $secantus_dir/ (its own venv)"
-  rm -rf "$secantus_dir"
-  "$python" -m uv venv --quiet --python "$python" "$secantus_dir"
-  "$python" -m uv pip install --quiet --python "$secantus_dir/bin/python" --require-hashes \
-    -r tools/secantusdb/requirements.txt
-  touch "$secantus_stamp"
-fi
+# A tool in a venv of its own (.tools/NAME) from the hash-locked tools/NAME/requirements.txt;
+# reinstalled only when that list changes.
+tool_venv() {  # tool_venv NAME WHAT
+  local dir=".tools/$1" list="tools/$1/requirements.txt" stamp
+  stamp="$dir/.installed-$(sha256sum "$list" | cut -c1-16)"
+  [ -f "$stamp" ] && return
+  echo "setup: installing $2 into $dir/ (its own venv)"
+  rm -rf "$dir"
+  "$python" -m uv venv --quiet --python "$python" "$dir"
+  "$python" -m uv pip install --quiet --python "$dir/bin/python" --require-hashes -r "$list"
+  touch "$stamp"
+}
+
+# SecantusDB, the local stack's MongoDB server (GPL-2.0): a tool of its own, run as a separate
+# process. It is not a dependency of ferry (nor in uv.lock), and ferry never imports it.
+tool_venv secantusdb SecantusDB
+
+# The SageMaker Python SDK (v2), only for the tests that drive the local SageMaker with it
+# (tests/sagemaker/test_sdk.py): it pins packaging<25 and importlib-metadata<7, which Airflow 3
+# cannot share.
+tool_venv sagemaker-sdk "the SageMaker Python SDK"

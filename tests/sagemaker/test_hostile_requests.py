@@ -73,6 +73,8 @@ def test_channel_names_that_are_not_folder_names_are_refused(tmp_path, channels)
 
 
 @pytest.mark.parametrize("field", [{"AlgorithmSpecification": "x"}, {"HyperParameters": ["a"]},
+                                   {"OutputDataConfig": "s3://b/o"}, {"OutputDataConfig": {"S3OutputPath": 1}},
+                                   {"OutputDataConfig": {"S3OutputPath": "s3://b/o", "KmsKeyId": ["k"]}},
                                    {"InputDataConfig": [{"ChannelName": "t", "DataSource": [1]}]}])
 def test_fields_of_the_wrong_type_are_validation_errors(tmp_path, field):
     request = {"TrainingJobName": "j", "AlgorithmSpecification": {"TrainingImage": "x"}, "RoleArn": "r",
@@ -116,3 +118,59 @@ def test_the_default_json_output_takes_numpy_values_anywhere_as_the_toolkit(pred
 
 def test_the_module_name_of_a_script_in_a_folder_is_the_toolkits(tmp_path):
     assert training_environment(tmp_path, [], {}, "sub/train.py", "j")["SM_MODULE_NAME"] == "sub/train"
+
+
+def test_names_differing_only_in_case_are_one_name(tmp_path):
+    """SageMaker's names are case-insensitive (one ARN, lowercased): "Model1" then "model1" is
+    a second create of one model. The model keeps the case it was created with."""
+    control = plane(tmp_path)
+    container = {"Image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kmeans:1"}
+    arn = control.sm_CreateModel({"ModelName": "Model1", "PrimaryContainer": container})["ModelArn"]
+    with pytest.raises(ApiError) as refused:
+        control.sm_CreateModel({"ModelName": "model1", "PrimaryContainer": container})
+    assert refused.value.code == "ValidationException" and "already existing" in refused.value.message
+    described = control.sm_DescribeModel({"ModelName": "MODEL1"})
+    assert (described["ModelName"], described["ModelArn"]) == ("Model1", arn)
+    control.sm_DeleteModel({"ModelName": "mODEL1"})
+    assert control.sm_ListModels({})["Models"] == []
+
+
+def test_a_store_written_with_case_sensitive_names_is_read_case_insensitively(tmp_path):
+    import sqlite3
+
+    Store(tmp_path / "old.sqlite")  # the schema
+    with sqlite3.connect(tmp_path / "old.sqlite") as conn:  # a row as an older ferry wrote it
+        conn.execute("INSERT INTO resources VALUES ('Model', 'Model1', '{\"ModelName\": \"Model1\"}', 0)")
+    assert Store(tmp_path / "old.sqlite").get("Model", "model1") == {"ModelName": "Model1"}
+
+
+@pytest.mark.parametrize(("content_type", "columns"), [("text/csv", 3), ("text/csv;label_size=1", 3),
+                                                        ("text/csv; label_size=0", 4)])
+def test_training_csv_has_its_label_first_unless_label_size_is_0(tmp_path, content_type, columns):
+    from ferry.sagemaker.algorithms import read_channel
+
+    (tmp_path / "part.csv").write_text("1,2,3,4\n0,5,6,7\n")
+    features, labels = read_channel([tmp_path / "part.csv"], content_type)
+    assert features.shape == (2, columns) and (labels is None) == (columns == 4)
+
+
+@pytest.mark.parametrize("content_type", ["text/csv;label_size=2", "text/csv;label_size=x"])
+def test_training_csv_label_sizes_not_read_are_refused(tmp_path, content_type):
+    from ferry.sagemaker.algorithms import read_channel
+
+    (tmp_path / "part.csv").write_text("1,2,3,4\n")
+    with pytest.raises(AlgorithmError):
+        read_channel([tmp_path / "part.csv"], content_type)
+
+
+@pytest.mark.parametrize(("value", "accepted"), [("True", True), ("False", True), ("maybe", False)])
+def test_kmeans_takes_the_sdks_force_dense(value, accepted):
+    """The SDK's KMeans always sends force_dense=True, which AWS's table does not list."""
+    from ferry.sagemaker.algorithms import KMEANS_HYPERPARAMETERS, parse_hyperparameters
+
+    given = {"k": "2", "feature_dim": "3", "force_dense": value}
+    if accepted:
+        assert parse_hyperparameters(KMEANS_HYPERPARAMETERS, given, "kmeans")["force_dense"] == value
+    else:
+        with pytest.raises(AlgorithmError):
+            parse_hyperparameters(KMEANS_HYPERPARAMETERS, given, "kmeans")

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ferry.sagemaker.formats import csv_label_size
+
 #: ``<account>.dkr.ecr.<region>.amazonaws.com/<name>:<tag>`` (any account: each region's differs).
 _IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<name>[a-z0-9._/-]+)"
                     r":(?P<tag>[A-Za-z0-9._-]+)$")
@@ -84,6 +86,9 @@ KMEANS_HYPERPARAMETERS = {
     "epochs": Hyperparameter(_positive_int, "a positive integer", "1"),
     "eval_metrics": Hyperparameter(_metrics_list, 'a JSON list of "msd" and/or "ssd"', '["msd"]'),
     "extra_center_factor": Hyperparameter(_auto_or_positive_int, "a positive integer or auto", "auto"),
+    # Not in AWS's table, yet the SageMaker SDK's KMeans always sends it ("KMeans requires this hp
+    # to fit on Record objects"). Records are read as dense vectors either way.
+    "force_dense": Hyperparameter(_choice("True", "False", "true", "false"), "True or False", "True"),
     "half_life_time_size": Hyperparameter(_non_negative_int, "a non-negative integer", "0"),
     "init_method": Hyperparameter(_choice("random", "kmeans++"), "random or kmeans++", "random"),
     "local_lloyd_init_method": Hyperparameter(_choice("random", "kmeans++"), "random or kmeans++", "kmeans++"),
@@ -117,11 +122,18 @@ def parse_hyperparameters(spec: dict[str, Hyperparameter], given: dict[str, str]
 # -- training data ---------------------------------------------------------------------------------
 
 def read_channel(files: list[Path], content_type: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Features and labels (if any) from a channel's files: RecordIO-protobuf or csv (label first)."""
-    if content_type.startswith("text/csv"):
+    """Features and labels (if any) from a channel's files: RecordIO-protobuf, or csv with the
+    label first (``text/csv;label_size=0``: no label column, AWS's way for unsupervised data)."""
+    if content_type.split(";")[0].strip().lower() == "text/csv":
+        try:
+            label_size = csv_label_size(content_type, default=1)
+        except ValueError as exc:
+            raise AlgorithmError(f"ClientError: {exc}") from None
+        if label_size > 1:
+            raise AlgorithmError(f"ClientError: label_size={label_size}: only one label column (or none) is read")
         rows = [np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64) for path in files]
         data = np.vstack([r for r in rows if r.size])
-        return data[:, 1:].astype(np.float32), data[:, 0]
+        return data[:, label_size:].astype(np.float32), (data[:, 0] if label_size else None)
     from ferry.sagemaker.recordio import iter_records
 
     features, labels = [], []

@@ -19,7 +19,8 @@ Operations: Create/Describe/List/StopTrainingJob; Create/Describe/Delete/ListMod
 Create/Describe/Delete/ListEndpointConfig(s); Create/Describe/Update/Delete/ListEndpoint(s);
 AddTags, ListTags, DeleteTags. Logs: CreateLogGroup, CreateLogStream, DescribeLogGroups,
 DescribeLogStreams, GetLogEvents, PutLogEvents. STS GetCallerIdentity and IAM GetRole for the
-stack's own identity (``identity``, the query protocol). Anything else answers
+stack's own identity (``identity``, the query protocol). KMS GenerateDataKey, Encrypt, Decrypt
+and DescribeKey for the stack's key (``kms``: the S3 server's SSE-KMS provider). Anything else answers
 ``UnknownOperationException`` (``InvalidAction`` for STS and IAM).
 """
 
@@ -39,6 +40,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ferry.sagemaker import identity
+from ferry.sagemaker.kms import OPERATIONS as KMS_OPERATIONS
+from ferry.sagemaker.kms import Kms, KmsError
 from ferry.sagemaker.listing import list_page
 from ferry.sagemaker.sigv4 import SignatureError, credential_scope, verify
 from ferry.sagemaker.store import Store
@@ -50,7 +53,7 @@ log = logging.getLogger("ferry.sagemaker")
 ACCOUNT = identity.ACCOUNT
 MAX_BODY = 1024 * 1024
 #: X-Amz-Target prefix → the service name clients sign for (botocore's signingName).
-SIGNING_NAMES = {"SageMaker": "sagemaker", "Logs_20140328": "logs"}
+SIGNING_NAMES = {"SageMaker": "sagemaker", "Logs_20140328": "logs", "TrentService": "kms"}
 #: How long a job may be recorded without a worker pid before it counts as orphaned.
 START_GRACE_SECONDS = 30.0
 #: How often the control plane looks for training workers that died mid-job.
@@ -171,8 +174,10 @@ class XmlAnswer(NamedTuple):
 
 class ControlPlane:
     def __init__(self, store: Store, *, access_key_id: str, secret_access_key: str, runtime_url: str,
-                 region: str, worker_env: dict[str, str]) -> None:
+                 region: str, worker_env: dict[str, str], kms_key: str | None = None) -> None:
         self.store, self.region = store, region
+        #: KMS for the stack's S3 (ferry.sagemaker.kms); without a key, KMS calls are not served.
+        self.kms = Kms(kms_key, region) if kms_key else None
         self.access_key_id, self.secret_access_key = access_key_id, secret_access_key
         self.runtime_url = runtime_url.rstrip("/")
         self.worker_env = worker_env
@@ -239,8 +244,11 @@ class ControlPlane:
                    service=SIGNING_NAMES.get(service), region=self.region, must_sign=("x-amz-target",))
         except SignatureError as exc:
             raise ApiError(exc.code, exc.message, 403) from None
-        handler = getattr(self, f"{'logs' if service == 'Logs_20140328' else 'sm'}_{operation}", None) \
-            if service in ("SageMaker", "Logs_20140328") else None
+        if service == "TrentService" and self.kms is not None:
+            handler = getattr(self.kms, operation) if operation in KMS_OPERATIONS else None
+        else:
+            handler = getattr(self, f"{'logs' if service == 'Logs_20140328' else 'sm'}_{operation}", None) \
+                if service in ("SageMaker", "Logs_20140328") else None
         if handler is None:
             raise ApiError("UnknownOperationException", f"{service}.{operation} is not served here")
         try:
@@ -249,7 +257,10 @@ class ControlPlane:
             raise ApiError("SerializationException", "the body is not JSON") from None
         if not isinstance(request, dict):
             raise ApiError("SerializationException", "the body is not a JSON object")
-        result = handler(request)
+        try:
+            result = handler(request)
+        except KmsError as exc:
+            raise ApiError(exc.code, exc.message) from None
         return await result if asyncio.iscoroutine(result) else result
 
     def query(self, scope, headers: dict[str, str], body: bytes) -> XmlAnswer:
@@ -283,6 +294,10 @@ class ControlPlane:
             raise validation("HyperParameters values must be strings")
         _environment_map(request.get("Environment"))
         _input_config(request)
+        output = request["OutputDataConfig"]
+        if not isinstance(output, dict) or not isinstance(output.get("S3OutputPath"), str) \
+                or not isinstance(output.get("KmsKeyId", ""), str):
+            raise validation("OutputDataConfig needs an S3OutputPath string (and KmsKeyId, if given, a string)")
         arn = self.arn("training-job", name)
         at = now()
         job = {**_record(request), "TrainingJobArn": arn, "TrainingJobStatus": "InProgress",
@@ -648,7 +663,8 @@ def _signal(pid: Any) -> None:
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
-    parser = argparse.ArgumentParser(description="ferry's local SageMaker control plane and CloudWatch Logs.")
+    parser = argparse.ArgumentParser(description="ferry's local SageMaker control plane, CloudWatch Logs, "
+                                                 "STS, IAM and KMS.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--state", type=Path, required=True, help="the SQLite file holding jobs, models, endpoints")
@@ -664,7 +680,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     app = ControlPlane(Store(args.state), access_key_id=creds["aws_access_key_id"],
                        secret_access_key=creds["aws_secret_access_key"], runtime_url=args.runtime_url,
-                       region=args.region, worker_env=dict(os.environ))
+                       region=args.region, worker_env=dict(os.environ), kms_key=creds.get("kms_key"))
     uvicorn.run(app, host=args.host, port=args.port, lifespan="on", access_log=False, log_level="warning")
 
 

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from ferry.sagemaker.archives import MAX_EXPANDED_BYTES, fetch_tar_gz
-from ferry.sagemaker.formats import UnsupportedAccept, encode_predictions
+from ferry.sagemaker.formats import UnsupportedAccept, csv_label_size, encode_predictions
 from ferry.sagemaker.recordio import iter_records
 from ferry.sagemaker.store import private_directory
 
@@ -80,7 +80,10 @@ def parse_features(content_type: str, body: bytes, feature_dim: int) -> np.ndarr
         if media == "application/x-recordio-protobuf":
             rows = [record.features["values"] for record in iter_records(io.BytesIO(body))]
         elif media == "text/csv":  # label_size=N: the first N columns are labels, not features (AWS's csv rule)
-            skip = csv_label_size(content_type)
+            try:
+                skip = csv_label_size(content_type, default=0)
+            except ValueError as exc:
+                raise RequestError(400, "ValidationError", str(exc)) from None
             rows = [np.array(line.split(",")[skip:], dtype=np.float32)
                     for line in body.decode().splitlines() if line.strip()]
         elif media == "application/json":
@@ -103,17 +106,6 @@ def parse_features(content_type: str, body: bytes, feature_dim: int) -> np.ndarr
     if not np.isfinite(features).all():
         raise RequestError(400, "ValidationError", "features must be finite numbers")
     return features
-
-
-def csv_label_size(content_type: str) -> int:
-    """``text/csv;label_size=N``'s N (0 when absent); a 4xx for anything but a small whole number."""
-    for parameter in content_type.split(";")[1:]:
-        name, _, value = parameter.partition("=")
-        if name.strip().lower() == "label_size":
-            if not value.strip().isdigit() or int(value) > 1024:
-                raise RequestError(400, "ValidationError", f"label_size must be a whole number, not {value[:20]!r}")
-            return int(value)
-    return 0
 
 
 class Batcher:

@@ -33,6 +33,19 @@ def accepted_media(accept: str) -> list[str]:
     return [part.split(";")[0].strip().lower() for part in (accept or "*/*").split(",")]
 
 
+def csv_label_size(content_type: str, *, default: int) -> int:
+    """``text/csv;label_size=N``'s N: how many leading columns are labels (AWS's csv rule: in
+    training data the label is the first column unless ``label_size=0`` says there is none; in
+    inference requests there is none unless said). ValueError unless a small whole number."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "label_size":
+            if not value.strip().isdigit() or int(value) > 1024:
+                raise ValueError(f"label_size must be a whole number, not {value[:20]!r}")
+            return int(value)
+    return default
+
+
 def encode_predictions(predictions: list[dict[str, float]], accept: str) -> tuple[bytes, str]:
     """(body, content type) of ``predictions`` for ``accept`` (its first listed type we answer)."""
     for offered in accepted_media(accept):

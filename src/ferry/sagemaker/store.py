@@ -38,6 +38,8 @@ def private_directory(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
 
+_SELECT = "SELECT body FROM resources WHERE kind = ? AND name = ?"
+
 
 class Store:
     def __init__(self, path: Path) -> None:
@@ -49,6 +51,8 @@ class Store:
         self.path = path
         with self._connect() as conn:
             conn.executescript(SCHEMA)
+            # Stores written before names were keyed case-insensitively.
+            conn.execute("UPDATE OR IGNORE resources SET name = lower(name) WHERE name != lower(name)")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -75,16 +79,19 @@ class Store:
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         conn = self._connect()
         try:
-            row = conn.execute("SELECT body FROM resources WHERE kind = ? AND name = ?", (kind, name)).fetchone()
+            row = conn.execute(_SELECT, (kind, name.lower())).fetchone()
         finally:
             conn.close()
         return json.loads(row[0]) if row else None
 
     def insert(self, kind: str, name: str, body: dict[str, Any]) -> bool:
-        """Store a new resource; False if one of that kind and name exists (names are unique)."""
+        """Store a new resource; False if one of that kind and name exists. Names are unique
+        whatever their case, as SageMaker's are ("The name is case-insensitive in CreateEndpoint");
+        the resource keeps the case it was given."""
         with self.transaction() as conn:
             try:
-                conn.execute("INSERT INTO resources VALUES (?, ?, ?, ?)", (kind, name, json.dumps(body), time.time()))
+                conn.execute("INSERT INTO resources VALUES (?, ?, ?, ?)",
+                             (kind, name.lower(), json.dumps(body), time.time()))
             except sqlite3.IntegrityError:
                 return False
         return True
@@ -92,18 +99,19 @@ class Store:
     def update(self, kind: str, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict | None:
         """Read, change and write one resource in one transaction; None if it does not exist."""
         with self.transaction() as conn:
-            row = conn.execute("SELECT body FROM resources WHERE kind = ? AND name = ?", (kind, name)).fetchone()
+            row = conn.execute(_SELECT, (kind, name.lower())).fetchone()
             if row is None:
                 return None
             body = json.loads(row[0])
             changed = change(body)  # changes ``body`` in place, or returns a new dict
             body = changed if isinstance(changed, dict) else body
-            conn.execute("UPDATE resources SET body = ? WHERE kind = ? AND name = ?", (json.dumps(body), kind, name))
+            conn.execute("UPDATE resources SET body = ? WHERE kind = ? AND name = ?",
+                         (json.dumps(body), kind, name.lower()))
         return body
 
     def delete(self, kind: str, name: str) -> bool:
         with self.transaction() as conn:
-            return conn.execute("DELETE FROM resources WHERE kind = ? AND name = ?", (kind, name)).rowcount > 0
+            return conn.execute("DELETE FROM resources WHERE kind = ? AND name = ?", (kind, name.lower())).rowcount > 0
 
     def list(self, kind: str) -> list[dict[str, Any]]:
         conn = self._connect()

@@ -113,7 +113,10 @@ class Job:
             with tarfile.open(archive, "w:gz") as tar:
                 for path in sorted((root / "model").iterdir()):
                     tar.add(path, arcname=path.name)
-            s3.upload_file(str(archive), out_bucket, artifact_key)
+            # OutputDataConfig.KmsKeyId: the model is written with SSE-KMS under that key, as AWS does.
+            kms_key = job["OutputDataConfig"].get("KmsKeyId")
+            extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key} if kms_key else None
+            s3.upload_file(str(archive), out_bucket, artifact_key, ExtraArgs=extra)
         at = now()
         self.status("Completed", "Training job completed", TrainingJobStatus="Completed", TrainingEndTime=at,
                     ModelArtifacts={"S3ModelArtifacts": f"s3://{out_bucket}/{artifact_key}"},

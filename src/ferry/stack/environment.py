@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 
 from ferry.stack.docker_engine import DockerService
 from ferry.stack.settings import REGION, StackSettings, project_root
@@ -58,6 +59,7 @@ def connections(settings: StackSettings) -> dict[str, dict]:
                                          # STS and IAM for the stack's own identity ("Test connection").
                                          "sts": {"endpoint_url": settings.url("sagemaker")},
                                          "iam": {"endpoint_url": settings.url("sagemaker")},
+                                         "kms": {"endpoint_url": settings.url("sagemaker")},
                                          "sagemaker-runtime": {"endpoint_url": settings.url("endpoint")}}},
         },
         "inside_airbnb": {
@@ -117,6 +119,11 @@ def airflow_config(settings: StackSettings) -> dict[str, str]:
     }
 
 
+def sdk_config_path(settings: StackSettings) -> Path:
+    """The SageMaker Python SDK's config file for this stack (written by the sagemaker service)."""
+    return settings.home / "sagemaker-sdk.yaml"
+
+
 def stack_environment(settings: StackSettings) -> dict[str, str]:
     """Every variable ``ferry stack env`` exports."""
     creds = settings.credentials
@@ -132,9 +139,12 @@ def stack_environment(settings: StackSettings) -> dict[str, str]:
         "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": settings.url("sagemaker"),
         "AWS_ENDPOINT_URL_STS": settings.url("sagemaker"),
         "AWS_ENDPOINT_URL_IAM": settings.url("sagemaker"),
+        "AWS_ENDPOINT_URL_KMS": settings.url("sagemaker"),
         # The endpoint server plays SageMaker's runtime (invoke_endpoint); the API is the
         # Chalice app in front of it. Unset the first to reach real SageMaker endpoints.
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": settings.url("endpoint"),
+        # The SageMaker Python SDK's defaults for this stack (ferry.stack.sagemaker.write_sdk_config).
+        "SAGEMAKER_USER_CONFIG_OVERRIDE": str(sdk_config_path(settings)),
         "FERRY_API_URL": settings.url("api"),
         # The engine DockerOperator uses (its default docker_url): one that already answered when
         # this was computed, or ferry's own dockerd (`ferry stack up --docker`).

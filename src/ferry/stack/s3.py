@@ -83,7 +83,15 @@ class S3Service(PidFileService):
             "credentials": [{"accessKey": creds.aws_access_key_id, "secretKey": creds.aws_secret_access_key}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }
-        _write_private(self.config_dir / "s3.json", json.dumps({"identities": [identity]}))
+        # SSE-KMS (ServerSideEncryption=aws:kms): SeaweedFS asks a KMS for each object's data key.
+        # Its own `local` KMS keeps keys in memory (objects unreadable after a restart), so it
+        # uses its `aws` provider against the control plane's KMS (ferry.sagemaker.kms), whose
+        # key material is the stack's `kms_key` secret. Reading such an object needs the control
+        # plane up, as on AWS it needs KMS.
+        kms = {"default_provider": "stack", "providers": {"stack": {
+            "type": "aws", "region": REGION, "endpoint": self.settings.url("sagemaker"),
+            "access_key": creds.aws_access_key_id, "secret_key": creds.aws_secret_access_key}}}
+        _write_private(self.config_dir / "s3.json", json.dumps({"identities": [identity], "kms": kms}))
         # Each bucket is a SeaweedFS collection, and the first write to one grows 7 volumes by
         # default: with the volume count sized from the free disk, a dozen buckets exhausted it
         # ("no free volumes left"). One volume per bucket to start, more as they fill.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -67,6 +68,8 @@ class Credentials:
     mongo_password: str
     #: SeaweedFS's SSE-S3 key-encryption key is derived from it: losing it loses AES256 objects.
     s3_sse_key: str
+    #: The material of the stack's KMS key (ferry.sagemaker.kms): losing it loses aws:kms objects.
+    kms_key: str
 
     @staticmethod
     def _generate() -> dict[str, str]:
@@ -84,6 +87,7 @@ class Credentials:
             "mongo_user": "ferry",
             "mongo_password": secrets.token_urlsafe(18),
             "s3_sse_key": secrets.token_urlsafe(32),
+            "kms_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         }
 
     @classmethod
