@@ -163,7 +163,8 @@ def test_kmeans_clusters_become_digits_through_the_learned_map(kmeans_model_dir,
     digits = [cluster_map.digit_of(p, cluster_digits) for p in model.predict(test_x)]
     accuracy = (np.array(digits) == test_y).mean()
     print(f"\n  kmeans k=10 test accuracy {accuracy:.3f}")
-    assert 0.45 < accuracy < 0.75  # clusters follow style, not meaning (≈0.55 on MNIST)
+    # Clusters follow style, not meaning: 0.572 here (seeded), 0.52 for scikit-learn's full k-means.
+    assert 0.55 <= accuracy <= 0.60
     with pytest.raises(KeyError):
         cluster_map.digit_of({"closest_cluster": 3.0}, None)
 

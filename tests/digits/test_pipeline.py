@@ -32,11 +32,12 @@ def airflow(*args: str) -> str:
     return output
 
 
-#: What each model's training log says (shown in the task log through print_log), and its accuracy range.
+#: What each model's training log says (shown in the task log through print_log), and its accuracy
+#: range: near what each reaches here, seeded (measured 2026-12-03: 0.978, 0.916, 0.572).
 EXPECTED = {
     "sklearn": ("training on 4000 digits", 0.97, 1.0),
-    "knn": ("k-NN: index of 4000 of 4000 records", 0.85, 1.0),
-    "kmeans": ("k-means: 4000 records of 784 features, k=10", 0.45, 0.75),
+    "knn": ("k-NN: index of 4000 of 4000 records", 0.90, 0.94),
+    "kmeans": ("k-means: 4000 records of 784 features, k=10", 0.55, 0.60),
 }
 
 
@@ -66,6 +67,7 @@ def test_the_dag_trains_deploys_and_measures_each_model(airflow_db, stack, split
     log_line, low, high = EXPECTED[model]
     assert log_line in output, output[-3000:]
     measured = re.search(r"'accuracy': ([0-9.]+)", output)
+    print(f"\n  {model} accuracy through the DAG: {measured and measured.group(1)}")
     assert measured and low <= float(measured.group(1)) <= high, output[-3000:]
     bucket, key = artifact.removeprefix("s3://").split("/", 1)
     with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:

@@ -140,7 +140,7 @@ def test_training_log_is_in_cloudwatch_logs(stack, trained):
     ({"k": "3", "feature_dim": DIM, "algorithm": "svm"}, KMEANS, "Additional hyperparameters are not allowed"),
     ({"k": "zero", "feature_dim": DIM}, KMEANS,
      "hyperparameter k='zero' is not valid: expected a positive integer"),
-    ({"k": "3", "feature_dim": "21"}, KMEANS, f"feature_dim=21 but the records have {FEATURES} features"),
+    ({"k": "3", "feature_dim": "21"}, KMEANS, f"feature_dim=21 but the train records have {FEATURES} features"),
     ({"k": "3", "feature_dim": DIM, "sample_size": "100"}, KNN, "Missing required hyperparameters for knn: "
      "predictor_type"),
     ({"k": "3", "feature_dim": DIM, "sample_size": "100", "predictor_type": "guess"}, KNN,

@@ -174,3 +174,27 @@ def test_kmeans_takes_the_sdks_force_dense(value, accepted):
     else:
         with pytest.raises(AlgorithmError):
             parse_hyperparameters(KMEANS_HYPERPARAMETERS, given, "kmeans")
+
+
+def test_an_endpoint_deleted_by_another_case_is_removed_from_the_server_by_its_own(tmp_path):
+    """The endpoint server serves the name as created (InvokeEndpoint is case-sensitive on AWS):
+    DeleteEndpoint("myep") must remove "MyEp" there. The endpoint server is replaced by a
+    recorder of the calls the control plane makes to it (no server in this test)."""
+    import asyncio
+
+    control = plane(tmp_path)
+    calls = []
+    control._runtime = lambda method, name, payload, missing_ok=False: calls.append((method, name))
+    container = {"Image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kmeans:1", "ModelDataUrl": "s3://b/m.tar.gz"}
+
+    async def scenario():
+        control.sm_CreateModel({"ModelName": "m", "PrimaryContainer": container})
+        control.sm_CreateEndpointConfig({"EndpointConfigName": "c", "ProductionVariants": [
+            {"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}]})
+        control.sm_CreateEndpoint({"EndpointName": "MyEp", "EndpointConfigName": "c"})
+        await asyncio.gather(*control.pending)
+        await control.sm_DeleteEndpoint({"EndpointName": "myep"})
+
+    asyncio.run(scenario())
+    assert calls == [("PUT", "MyEp"), ("DELETE", "MyEp")]
+    assert control.sm_ListEndpoints({})["Endpoints"] == []

@@ -69,6 +69,10 @@ def test_the_key_answers_to_its_names(kms, key):
     ({"KeyId": "alias/aws/s3"}, "ValidationException"),  # neither KeySpec nor NumberOfBytes
     ({"KeyId": "alias/aws/s3", "KeySpec": "AES_256", "NumberOfBytes": 32}, "ValidationException"),
     ({"KeyId": "alias/aws/s3", "KeySpec": "RSA_2048"}, "ValidationException"),
+    ({"KeyId": "alias/aws/s3", "KeySpec": ["AES_256"]}, "ValidationException"),
+    ({"KeyId": "alias/aws/s3", "KeySpec": {"AES_256": 1}}, "ValidationException"),
+    ({"KeyId": "x" * 2049, "KeySpec": "AES_256"}, "ValidationException"),
+    ({"KeyId": "alias/aws/s3", "KeySpec": "AES_256", "DryRun": True}, "DryRunOperationException"),
     ({"KeyId": "alias/aws/s3", "NumberOfBytes": 0}, "ValidationException"),
     ({"KeyId": "alias/aws/s3", "NumberOfBytes": 10**9}, "ValidationException"),
     ({"KeyId": "alias/aws/s3", "NumberOfBytes": True}, "ValidationException"),
@@ -105,3 +109,19 @@ def test_boto3_uses_the_control_planes_kms_with_the_stack_key_pair_only(stack):
     with pytest.raises(ClientError) as error:
         stranger.describe_key(KeyId="alias/aws/s3")
     assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_no_context_and_an_empty_context_are_one_context(kms):
+    made = kms.GenerateDataKey({"KeyId": KEY_ID, "KeySpec": "AES_128", "EncryptionContext": {}})
+    assert kms.Decrypt({"CiphertextBlob": made["CiphertextBlob"]})["Plaintext"] == made["Plaintext"]
+    made = kms.GenerateDataKey({"KeyId": KEY_ID, "NumberOfBytes": 7})
+    assert len(base64.b64decode(made["Plaintext"])) == 7
+    assert kms.Decrypt({"CiphertextBlob": made["CiphertextBlob"], "EncryptionContext": {}})["Plaintext"] == \
+        made["Plaintext"]
+
+
+def test_asymmetric_algorithms_and_oversized_blobs_are_refused(kms):
+    made = kms.Encrypt({"KeyId": KEY_ID, "Plaintext": base64.b64encode(b"x").decode()})
+    refused(kms.Decrypt, {"CiphertextBlob": made["CiphertextBlob"], "EncryptionAlgorithm": "RSAES_OAEP_SHA_1"},
+            "ValidationException")
+    refused(kms.Decrypt, {"CiphertextBlob": base64.b64encode(b"x" * 6145).decode()}, "ValidationException")

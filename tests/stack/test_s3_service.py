@@ -183,7 +183,7 @@ def test_sse_kms_objects_are_still_readable_after_s3_and_kms_restart(stack, s3):
 def test_differs_from_aws_sse_kms_needs_a_key_id(s3):
     """AWS takes aws:kms with no key id as its managed key for S3; SeaweedFS refuses it with a 500
     ("key ID must be non-empty"), and nothing is written. The SageMaker SDK, which sends it so,
-    gets the key named by the stack's SDK config (ferry.stack.sagemaker.write_sdk_config). The
+    gets the key named by the stack's SDK config (ferry.stack.environment.write_sdk_config). The
     README lists this."""
     with pytest.raises(ClientError) as refused:
         s3.put_object(Bucket=BUCKET, Key="sse/kms", Body=b"x", ServerSideEncryption="aws:kms")

@@ -152,36 +152,88 @@ def read_channel(files: list[Path], content_type: str) -> tuple[np.ndarray, np.n
 
 # -- k-means ---------------------------------------------------------------------------------------
 
-def train_kmeans(hyperparameters: dict[str, str], features: np.ndarray, labels: np.ndarray | None,
-                 model_dir: Path, log: Callable[[str], None]) -> dict[str, float]:
-    """Web-scale k-means as SageMaker's is (mini-batches over ``epochs`` passes, then the centers
-    reduced with Lloyd's iterations), here scikit-learn's MiniBatchKMeans with the same knobs.
+#: A channel's records: (features, labels or None).
+Channel = tuple[np.ndarray, "np.ndarray | None"]
 
-    The model directory holds ``model.npz`` (``centers``) and ``metadata.json``. Like AWS's
-    model it answers clusters, not classes, even when the records carry labels.
+
+def _check_dimensions(hp: dict[str, Any], features: np.ndarray, test: Channel | None) -> None:
+    for name, data in (("train", features), ("test", None if test is None else test[0])):
+        if data is not None and data.shape[1] != hp["feature_dim"]:
+            raise AlgorithmError(f"ClientError: feature_dim={hp['feature_dim']} but the {name} records have "
+                                 f"{data.shape[1]} features")
+
+
+def _extra_centers(hp: dict[str, Any], records: int) -> int:
+    """K, the centers kept while streaming: k × extra_center_factor (``auto``: 10 here, fewer
+    when there are not enough records for them)."""
+    factor = hp["extra_center_factor"]
+    if factor == "auto":
+        factor = max(1, min(10, records // (2 * hp["k"])))
+    return min(hp["k"] * factor, records)
+
+
+def _squared_distances(points: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Each point's squared distance to its closest center."""
+    return np.maximum((points ** 2).sum(1)[:, None] - 2 * points @ centers.T + (centers ** 2).sum(1)[None, :],
+                      0).min(1)
+
+
+def train_kmeans(hyperparameters: dict[str, str], features: np.ndarray, labels: np.ndarray | None,
+                 model_dir: Path, log: Callable[[str], None], test: Channel | None = None) -> dict[str, float]:
+    """Web-scale k-means as AWS describes SageMaker's ("How K-Means Clustering Works"): mini-batch
+    k-means streams ``epochs`` passes over the data keeping K = k × ``extra_center_factor``
+    centers (started by ``init_method``), then Lloyd's iterations on those K centers, weighted by
+    the records each holds, reduce them to k (``local_lloyd_init_method``, ``_max_iter``,
+    ``_tol``, ``_num_trials``). Both stages are scikit-learn's (MiniBatchKMeans, KMeans), seeded,
+    so a job trains the same centers each time; they are not AWS's own centers.
+
+    ``half_life_time_size`` other than 0 (centers that forget old records) is refused: it is not
+    implemented here. With a ``test`` channel, ``eval_metrics`` (msd, ssd) are measured on it
+    and reported as ``test:msd``/``test:ssd``, as AWS's are. The model directory holds
+    ``model.npz`` (``centers``) and ``metadata.json``. Like AWS's model it answers clusters, not
+    classes, even when the records carry labels.
     """
-    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.cluster import KMeans, MiniBatchKMeans
 
     hp = parse_hyperparameters(KMEANS_HYPERPARAMETERS, hyperparameters, "kmeans")
-    if features.shape[1] != hp["feature_dim"]:
-        raise AlgorithmError(f"ClientError: feature_dim={hp['feature_dim']} but the records have "
-                             f"{features.shape[1]} features")
+    _check_dimensions(hp, features, test)
+
     if hp["k"] > len(features):
         raise AlgorithmError(f"ClientError: k={hp['k']} is more than the {len(features)} records")
-    log(f"k-means: {len(features)} records of {features.shape[1]} features, k={hp['k']}, "
-        f"mini_batch_size={hp['mini_batch_size']}, epochs={hp['epochs']}, init_method={hp['init_method']}")
-    trials = 4 if hp["local_lloyd_num_trials"] == "auto" else hp["local_lloyd_num_trials"]
-    kmeans = MiniBatchKMeans(n_clusters=hp["k"], batch_size=min(hp["mini_batch_size"], len(features)),
-                             init="k-means++" if hp["init_method"] == "kmeans++" else "random",
-                             max_iter=max(hp["epochs"], 10), n_init=trials, tol=hp["local_lloyd_tol"],
-                             random_state=0).fit(features)
-    msd = float(kmeans.inertia_ / len(features))
+    if hp["half_life_time_size"] != 0:
+        raise AlgorithmError("ClientError: half_life_time_size other than 0 is not implemented by this local "
+                             "k-means (centers here weigh every record alike)")
+    k, extra = hp["k"], _extra_centers(hp, len(features))
+    log(f"k-means: {len(features)} records of {features.shape[1]} features, k={k}, "
+        f"mini_batch_size={hp['mini_batch_size']}, epochs={hp['epochs']}, init_method={hp['init_method']}, "
+        f"{extra} centers while streaming")
+    streamed = MiniBatchKMeans(n_clusters=extra, batch_size=min(hp["mini_batch_size"], len(features)),
+                               init="k-means++" if hp["init_method"] == "kmeans++" else "random",
+                               max_iter=hp["epochs"], n_init=1, max_no_improvement=None, tol=0.0,
+                               random_state=0).fit(features)
+    centers = streamed.cluster_centers_
+    if extra > k:
+        weights = np.bincount(streamed.predict(features), minlength=extra).astype(np.float64)
+        held = weights > 0
+        if held.sum() >= k:  # empty centers carry no records: leave them out of the reduction
+            centers, weights = centers[held], weights[held]
+        trials = 10 if hp["local_lloyd_num_trials"] == "auto" else hp["local_lloyd_num_trials"]
+        centers = KMeans(n_clusters=k, init="k-means++" if hp["local_lloyd_init_method"] == "kmeans++" else "random",
+                         n_init=trials, max_iter=hp["local_lloyd_max_iter"], tol=hp["local_lloyd_tol"],
+                         random_state=0).fit(centers, sample_weight=weights + 1e-12).cluster_centers_
+    centers = centers.astype(np.float32)
+    msd = float(_squared_distances(features, centers).mean())
     log(f"#train_score (algo-1) : ('msd', {msd:.4f})")
-    arrays = {"centers": kmeans.cluster_centers_.astype(np.float32)}
+    metrics = {"train:msd": msd}
+    if test is not None:
+        distances = _squared_distances(test[0], centers)
+        for metric in hp["eval_metrics"]:
+            metrics[f"test:{metric}"] = float(distances.mean() if metric == "msd" else distances.sum())
+            log(f"#test_score (algo-1) : ('{metric}', {metrics[f'test:{metric}']:.4f})")
     model_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(model_dir / "model.npz", **arrays)
-    (model_dir / "metadata.json").write_text(json.dumps({"algorithm": "kmeans", "k": hp["k"]}, indent=2))
-    return {"train:msd": msd}
+    np.savez(model_dir / "model.npz", centers=centers)
+    (model_dir / "metadata.json").write_text(json.dumps({"algorithm": "kmeans", "k": k}, indent=2))
+    return metrics
 
 
 # -- k-NN ------------------------------------------------------------------------------------------
@@ -203,17 +255,18 @@ KNN_HYPERPARAMETERS = {
 
 
 def train_knn(hyperparameters: dict[str, str], features: np.ndarray, labels: np.ndarray | None,
-              model_dir: Path, log: Callable[[str], None]) -> dict[str, float]:
+              model_dir: Path, log: Callable[[str], None], test: Channel | None = None) -> dict[str, float]:
     """SageMaker's k-NN: a sample of ``sample_size`` labelled records becomes the index; at
     inference the ``k`` nearest vote (classifier) or average (regressor). The index is exact
     search (faiss.Flat's answers; the IVF index types are accepted and searched exactly too);
-    ``sign``/``fjlt`` dimension reduction is a random ±1 projection kept in the model."""
+    ``sign``/``fjlt`` dimension reduction is a random ±1 projection kept in the model. With a
+    ``test`` channel, ``test:accuracy`` (classifier) or ``test:mse`` (regressor), as AWS's."""
     hp = parse_hyperparameters(KNN_HYPERPARAMETERS, hyperparameters, "knn")
     if labels is None:
         raise AlgorithmError("ClientError: k-NN needs a label in every training record")
-    if features.shape[1] != hp["feature_dim"]:
-        raise AlgorithmError(f"ClientError: feature_dim={hp['feature_dim']} but the records have "
-                             f"{features.shape[1]} features")
+    if test is not None and test[1] is None:
+        raise AlgorithmError("ClientError: k-NN needs a label in every test record")
+    _check_dimensions(hp, features, test)
     if hp["dimension_reduction_type"] and not 0 < hp["dimension_reduction_target"] < hp["feature_dim"]:
         raise AlgorithmError("ClientError: dimension_reduction_target must be set below feature_dim when "
                              "dimension_reduction_type is")
@@ -233,7 +286,17 @@ def train_knn(hyperparameters: dict[str, str], features: np.ndarray, labels: np.
     (model_dir / "metadata.json").write_text(json.dumps({
         "algorithm": "knn", "k": hp["k"], "predictor_type": hp["predictor_type"],
         "index_metric": hp["index_metric"]}, indent=2))
-    return {}
+    if test is None:
+        return {}
+    from ferry.sagemaker.inference import load_builtin_model
+
+    model = load_builtin_model(model_dir)  # the test channel answered as the endpoint would answer it
+    predicted = np.concatenate([[p["predicted_label"] for p in model.predict(test[0][start:start + 1000])]
+                                for start in range(0, len(test[0]), 1000)])
+    metric, value = (("accuracy", float((predicted == test[1]).mean())) if hp["predictor_type"] == "classifier"
+                     else ("mse", float(((predicted - test[1]) ** 2).mean())))
+    log(f"#test_score (algo-1) : ('{metric}', {value:.4f})")
+    return {f"test:{metric}": value}
 
 
 @dataclass(frozen=True)

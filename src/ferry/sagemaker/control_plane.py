@@ -500,10 +500,11 @@ class ControlPlane:
 
     async def sm_DeleteEndpoint(self, request: dict[str, Any]) -> dict[str, Any]:
         _required(request, "EndpointName")
-        self._get("Endpoint", request["EndpointName"], "endpoint", "endpoint")
+        # The name as created: the endpoint server serves it so (InvokeEndpoint is case-sensitive).
+        name = self._get("Endpoint", request["EndpointName"], "endpoint", "endpoint")["EndpointName"]
         # A Failed endpoint (or one whose deploy never reached the server) has nothing there to remove.
-        await asyncio.to_thread(self._runtime, "DELETE", request["EndpointName"], None, missing_ok=True)
-        self.store.delete("Endpoint", request["EndpointName"])
+        await asyncio.to_thread(self._runtime, "DELETE", name, None, missing_ok=True)
+        self.store.delete("Endpoint", name)
         return {}
 
     def _schedule_deploy(self, name: str, config_name: str) -> None:

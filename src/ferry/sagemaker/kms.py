@@ -64,19 +64,29 @@ class Kms:
     def _resolve(self, key: Any) -> None:
         names = {KEY_ID, key_arn(self.region), *ALIASES,
                  *(f"arn:aws:kms:{self.region}:{ACCOUNT}:{alias}" for alias in ALIASES)}
-        if not isinstance(key, str) or not key:
-            raise KmsError("ValidationException", "KeyId is required")
+        if not isinstance(key, str) or not 1 <= len(key) <= 2048:
+            raise KmsError("ValidationException", "KeyId is required (1 to 2048 characters)")
         if key not in names:
             raise KmsError("NotFoundException", f"Key '{key[:300]}' does not exist")
 
     @staticmethod
     def _context(context: Any) -> bytes:
-        if context is None:
-            return b""
-        if not isinstance(context, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                    for k, v in context.items()):
+        if context is not None and (not isinstance(context, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in context.items())):
             raise KmsError("ValidationException", "EncryptionContext must map strings to strings")
+        if not context:  # none and {} are the same context
+            return b""
         return json.dumps(context, sort_keys=True, separators=(",", ":")).encode()
+
+    @staticmethod
+    def _common(request: dict[str, Any]) -> None:
+        """What every call may carry: DryRun (AWS answers that it would have succeeded, doing
+        nothing) and EncryptionAlgorithm (a symmetric key knows one)."""
+        if request.get("EncryptionAlgorithm", "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT":
+            raise KmsError("ValidationException", "EncryptionAlgorithm must be SYMMETRIC_DEFAULT for this key")
+        if request.get("DryRun") is True:
+            raise KmsError("DryRunOperationException", "The request would have succeeded, but the DryRun option "
+                           "is set.")
 
     @staticmethod
     def _blob(value: Any, field: str) -> bytes:
@@ -96,11 +106,12 @@ class Kms:
                 **{k: base64.b64encode(v).decode() if isinstance(v, bytes) else v for k, v in fields.items()}}
 
     def GenerateDataKey(self, request: dict[str, Any]) -> dict[str, Any]:
+        self._common(request)
         self._resolve(request.get("KeyId"))
         spec, size = request.get("KeySpec"), request.get("NumberOfBytes")
         if (spec is None) == (size is None):
             raise KmsError("ValidationException", "give exactly one of KeySpec and NumberOfBytes")
-        if spec is not None and spec not in _KEY_SPECS:
+        if spec is not None and (not isinstance(spec, str) or spec not in _KEY_SPECS):
             raise KmsError("ValidationException", f"KeySpec must be one of {', '.join(_KEY_SPECS)}")
         if size is not None and (type(size) is not int or not 1 <= size <= 1024):
             raise KmsError("ValidationException", "NumberOfBytes must be between 1 and 1024")
@@ -109,6 +120,7 @@ class Kms:
         return self._answer(Plaintext=plaintext, CiphertextBlob=blob)
 
     def Encrypt(self, request: dict[str, Any]) -> dict[str, Any]:
+        self._common(request)
         self._resolve(request.get("KeyId"))
         plaintext = self._blob(request.get("Plaintext"), "Plaintext")
         if not 1 <= len(plaintext) <= 4096:
@@ -117,11 +129,14 @@ class Kms:
                             EncryptionAlgorithm="SYMMETRIC_DEFAULT")
 
     def Decrypt(self, request: dict[str, Any]) -> dict[str, Any]:
+        self._common(request)
         from cryptography.exceptions import InvalidTag
 
         if request.get("KeyId") is not None:
             self._resolve(request["KeyId"])
         blob = self._blob(request.get("CiphertextBlob"), "CiphertextBlob")
+        if len(blob) > 6144:
+            raise KmsError("ValidationException", "CiphertextBlob must hold at most 6144 bytes")
         if len(blob) < 1 + 16 + 12 + 16 or blob[:1] != _VERSION or blob[1:17] != uuid.UUID(KEY_ID).bytes:
             raise KmsError("InvalidCiphertextException", "the ciphertext was not made by this key")
         try:
@@ -132,6 +147,7 @@ class Kms:
         return self._answer(Plaintext=plaintext, EncryptionAlgorithm="SYMMETRIC_DEFAULT")
 
     def DescribeKey(self, request: dict[str, Any]) -> dict[str, Any]:
+        self._common(request)
         self._resolve(request.get("KeyId"))
         return {"KeyMetadata": {
             "AWSAccountId": ACCOUNT, "KeyId": KEY_ID, "Arn": key_arn(self.region), "CreationDate": _CREATED,

@@ -94,6 +94,10 @@ class Job:
                 raise AlgorithmError(f"ClientError: channel name {str(name)[:80]!r} cannot be a folder name")
         if "train" not in channels and not script_mode:
             raise AlgorithmError("ClientError: the training job has no channel named 'train'")
+        unknown = sorted(set(channels) - {"train", "test"}) if not script_mode else []
+        if unknown:  # AWS's built-ins validate their channels the same way
+            raise AlgorithmError(f"ClientError: {algorithm.name} takes the channels train and test only "
+                                 f"({', '.join(repr(u) for u in unknown)} unexpected)")
         out_bucket, out_prefix = split_s3_uri(job["OutputDataConfig"]["S3OutputPath"])
         artifact_key = "/".join(p for p in (out_prefix.rstrip("/"), self.name, "output", "model.tar.gz") if p)
         with tempfile.TemporaryDirectory(prefix=f"ferry-training-{self.name}-") as scratch:
@@ -105,9 +109,11 @@ class Job:
             if script_mode:
                 metrics = run_training_script(job, s3, root, list(channels), self.log)
             else:
-                content_type = channels["train"].get("ContentType", "application/x-recordio-protobuf")
-                features, labels = read_channel(files["train"], content_type)
-                metrics = algorithm.train(job.get("HyperParameters", {}), features, labels, root / "model", self.log)
+                read = {name: read_channel(files[name], channels[name].get("ContentType",
+                                                                           "application/x-recordio-protobuf"))
+                        for name in ("train", "test") if name in channels}
+                metrics = algorithm.train(job.get("HyperParameters", {}), *read["train"], root / "model", self.log,
+                                          test=read.get("test"))
             self.status("Uploading", "Uploading generated training model")
             archive = root / "model.tar.gz"
             with tarfile.open(archive, "w:gz") as tar:

@@ -9,10 +9,12 @@ the same connection ids elsewhere (a secrets backend, the UI, your own env) inst
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 
 from ferry.stack.docker_engine import DockerService
+from ferry.stack.s3 import SDK_BUCKET
 from ferry.stack.settings import REGION, StackSettings, project_root
 from ferry.stack.spark import spark_environment, spark_home
 from ferry.stack.sshd import SshdService
@@ -119,9 +121,33 @@ def airflow_config(settings: StackSettings) -> dict[str, str]:
     }
 
 
-def sdk_config_path(settings: StackSettings) -> Path:
-    """The SageMaker Python SDK's config file for this stack (written by the sagemaker service)."""
-    return settings.home / "sagemaker-sdk.yaml"
+def write_sdk_config(settings: StackSettings) -> Path:
+    """The SageMaker Python SDK's defaults for this stack (``SAGEMAKER_USER_CONFIG_OVERRIDE``),
+    written with the environment that points to it (the SDK refuses a path that does not exist).
+
+    They make code written for AWS run here unchanged (AWS's docs: "Configuring and using
+    defaults with the SageMaker Python SDK"); each stands in for a call the SDK sends to a fixed
+    AWS hostname, not to ``AWS_ENDPOINT_URL_*``:
+
+    - ``DefaultS3Bucket``: AWS's own name, ``sagemaker-<region>-<account>`` (made by the stack's
+      S3). Without it the SDK asks ``sts.<region>.amazonaws.com`` for the account id.
+    - ``TelemetryOptOut``: the SDK would report each call to an AWS bucket.
+    - ``OutputDataConfig.KmsKeyId: alias/aws/s3``: the SDK uploads code with ``aws:kms`` and no
+      key id, meaning AWS's managed key for S3; SeaweedFS needs the key named, so the stack
+      names that same key (ferry.sagemaker.kms answers to it).
+    JSON is YAML, so the file is JSON.
+    """
+    path = settings.home / "sagemaker-sdk.yaml"
+    config = {"SchemaVersion": "1.0", "SageMaker": {
+        "PythonSDK": {"Modules": {"Session": {"DefaultS3Bucket": SDK_BUCKET},
+                                  "TelemetryOptOut": True}},
+        "TrainingJob": {"OutputDataConfig": {"KmsKeyId": "alias/aws/s3"}}}}
+    text = json.dumps(config, indent=2) + "\n"
+    if not path.exists() or path.read_text() != text:
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temp.write_text(text)
+        os.replace(temp, path)
+    return path
 
 
 def stack_environment(settings: StackSettings) -> dict[str, str]:
@@ -143,8 +169,8 @@ def stack_environment(settings: StackSettings) -> dict[str, str]:
         # The endpoint server plays SageMaker's runtime (invoke_endpoint); the API is the
         # Chalice app in front of it. Unset the first to reach real SageMaker endpoints.
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": settings.url("endpoint"),
-        # The SageMaker Python SDK's defaults for this stack (ferry.stack.sagemaker.write_sdk_config).
-        "SAGEMAKER_USER_CONFIG_OVERRIDE": str(sdk_config_path(settings)),
+        # The SageMaker Python SDK's defaults for this stack.
+        "SAGEMAKER_USER_CONFIG_OVERRIDE": str(write_sdk_config(settings)),
         "FERRY_API_URL": settings.url("api"),
         # The engine DockerOperator uses (its default docker_url): one that already answered when
         # this was computed, or ferry's own dockerd (`ferry stack up --docker`).

@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from ferry.extras import MissingExtraError
+from ferry.sagemaker.identity import ACCOUNT
 from ferry.stack.process import port_answers, spawn
 from ferry.stack.service import PidFileService
 from ferry.stack.settings import REGION
@@ -30,6 +31,10 @@ from ferry.stack.settings import REGION
 BUCKETS = ("inside-airbnb", "ferry-digits")
 #: Plays SageMaker's public sample bucket, from which the digits DAG copies mnist.pkl.gz.
 SAMPLE_BUCKET = f"sagemaker-sample-data-{REGION}"
+#: The SageMaker Python SDK's default bucket, by AWS's name (the stack's SDK config names it).
+#: Made here, not by the SDK: two sessions creating it at once get BucketAlreadyOwnedByYou from
+#: SeaweedFS, where AWS answers OperationAborted, which the SDK lets pass.
+SDK_BUCKET = f"sagemaker-{REGION}-{ACCOUNT}"
 
 
 def weed_binary() -> Path:
@@ -183,7 +188,7 @@ class S3Service(PidFileService):
 
         s3 = self.client()
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-        for bucket in {*BUCKETS, SAMPLE_BUCKET} - existing:
+        for bucket in {*BUCKETS, SAMPLE_BUCKET, SDK_BUCKET} - existing:
             s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
         migrate_moto_snapshot(s3, self.settings.home / "data" / "s3")
         try:

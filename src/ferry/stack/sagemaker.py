@@ -15,8 +15,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from ferry.sagemaker.identity import ACCOUNT
-from ferry.stack.environment import sdk_config_path, stack_environment
+from ferry.stack.environment import stack_environment
 from ferry.stack.process import port_answers, spawn
 from ferry.stack.service import PidFileService, ProcessService
 from ferry.stack.settings import REGION, StackSettings
@@ -45,32 +44,11 @@ def sagemaker_environment(settings: StackSettings) -> dict[str, str]:
     return {**own, **{name: stack[name] for name in SAGEMAKER_NEEDS}}
 
 
-def write_sdk_config(settings: StackSettings) -> None:
-    """SDK defaults that make code written for AWS run here unchanged (docs: "Configuring and
-    using defaults with the SageMaker Python SDK"). Each one stands in for a call the SDK sends
-    to a fixed AWS hostname, not to ``AWS_ENDPOINT_URL_*``:
-
-    - ``DefaultS3Bucket``: AWS's own name, ``sagemaker-<region>-<account>``. Without it the SDK
-      asks ``sts.<region>.amazonaws.com`` for the account id.
-    - ``TelemetryOptOut``: the SDK would report each call to an AWS bucket.
-    - ``OutputDataConfig.KmsKeyId: alias/aws/s3``: the SDK uploads code with ``aws:kms`` and no
-      key id, meaning AWS's managed key for S3; SeaweedFS needs the key named, so the stack
-      names that same key (ferry.sagemaker.kms answers to it).
-    JSON is YAML, so the file is written as JSON.
-    """
-    config = {"SchemaVersion": "1.0", "SageMaker": {
-        "PythonSDK": {"Modules": {"Session": {"DefaultS3Bucket": f"sagemaker-{REGION}-{ACCOUNT}"},
-                                  "TelemetryOptOut": True}},
-        "TrainingJob": {"OutputDataConfig": {"KmsKeyId": "alias/aws/s3"}}}}
-    sdk_config_path(settings).write_text(json.dumps(config, indent=2) + "\n")
-
-
 class SageMakerService(PidFileService):
     name = "sagemaker"
 
     def _launch(self) -> None:
         self.settings.credentials  # noqa: B018 - make sure credentials.json exists before the server reads it
-        write_sdk_config(self.settings)
         spawn(
             [sys.executable, "-m", "ferry.sagemaker.control_plane", "--host", self.settings.host,
              "--port", str(self.port), "--state", str(self.settings.data("sagemaker") / "control-plane.sqlite"),
