@@ -205,6 +205,8 @@ class ScriptServable:
     async def invoke(self, content_type: str, accept: str, body: bytes) -> tuple[bytes, str]:
         from ferry.sagemaker.script_mode import InputRejected
 
+        if self.model.transform_fn is not None:
+            return self._transform(content_type, accept, body)
         try:
             data = self.model.read(body, content_type)
         except InputRejected as exc:
@@ -222,9 +224,22 @@ class ScriptServable:
         except UnsupportedAccept as exc:
             raise RequestError(406, "ValidationError", str(exc)) from None
         except Exception as exc:
-            log.warning("%s failed: %s: %s", self.model.program, type(exc).__name__, exc)
-            raise RequestError(424, "ModelError", f"the model failed: {type(exc).__name__}: {str(exc)[:300]}") \
-                from None
+            raise self._model_error(exc) from None
+
+    def _transform(self, content_type: str, accept: str, body: bytes) -> tuple[bytes, str]:
+        """The script's transform_fn: the whole request is its own (no row batching)."""
+        from ferry.sagemaker.script_mode import InputRejected
+
+        try:
+            return self.model.transform(body, content_type, accept)
+        except InputRejected as exc:
+            raise RequestError(400, "ValidationError", str(exc)[:300]) from None
+        except Exception as exc:
+            raise self._model_error(exc) from None
+
+    def _model_error(self, exc: Exception) -> RequestError:
+        log.warning("%s failed: %s: %s", self.model.program, type(exc).__name__, exc)
+        return RequestError(424, "ModelError", f"the model failed: {type(exc).__name__}: {str(exc)[:300]}")
 
 
 class _RowPredictor:

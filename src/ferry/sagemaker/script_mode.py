@@ -217,7 +217,16 @@ def run_training_script(job: dict[str, Any], s3: Any, root: Path, channels: list
 # -- serving --------------------------------------------------------------------------------------
 
 class ScriptModel:
-    """A script-mode model: the user's handlers around the object their ``model_fn`` returned.
+    """A script-mode model: the user's handlers around the object their ``model_fn`` returned,
+    called as the scikit-learn container's ``sagemaker_containers`` transformer calls them:
+
+    - the body reaches ``input_fn`` (or ``transform_fn``) as ``str`` when the content type is
+      exactly ``application/json`` or ``text/csv`` (its ``UTF8_TYPES``), as ``bytes`` otherwise;
+    - no ``Accept``, or ``*/*``, means the model's ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``
+      (``application/json`` unless set);
+    - ``transform_fn(model, body, content_type, accept)``, if the script has one, does it all
+      and answers a body or ``(body, content_type)``; beside ``input_fn``/``predict_fn``/
+      ``output_fn`` it is refused at load, as the container refuses it.
 
     ``row_batching``: the script's module says ``ROW_BATCHING = True`` when its ``predict_fn``
     answers each row of an array on its own (as scikit-learn's ``predict`` does). Then the
@@ -227,17 +236,37 @@ class ScriptModel:
 
     algorithm = "script"
 
-    def __init__(self, module: Any, model: Any, program: str) -> None:
+    def __init__(self, module: Any, model: Any, program: str, environment: dict[str, str] | None = None) -> None:
         self.program, self.model = program, model
+        handlers = [name for name in ("input_fn", "predict_fn", "output_fn") if hasattr(module, name)]
+        self.transform_fn = getattr(module, "transform_fn", None)
+        if self.transform_fn is not None and handlers:
+            raise AlgorithmError(f"{program}: cannot use transform_fn with {', '.join(handlers)} (the scikit-learn "
+                                 "container refuses it too)")
         self.input_fn = getattr(module, "input_fn", default_input_fn)
         self.predict_fn = getattr(module, "predict_fn", default_predict_fn)
         self.output_fn = getattr(module, "output_fn", default_output_fn)
-        self.row_batching = getattr(module, "ROW_BATCHING", False) is True
+        self.row_batching = getattr(module, "ROW_BATCHING", False) is True and self.transform_fn is None
+        self.default_accept = (environment or {}).get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
+
+    @staticmethod
+    def content(body: bytes, content_type: str) -> str | bytes:
+        """The body as the container hands it to user code: text for its UTF8_TYPES."""
+        if content_type in ("application/json", "text/csv"):
+            try:
+                return body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputRejected(f"the {content_type} body is not UTF-8: {exc}") from None
+        return body
+
+    def accept(self, accept: str) -> str:
+        return self.default_accept if not accept or accept == "*/*" else accept
 
     def read(self, body: bytes, content_type: str) -> Any:
         """input_fn; whatever it raises becomes :class:`InputRejected` (the caller's fault, a 4xx)."""
+        content = self.content(body, content_type)
         try:
-            return self.input_fn(body, content_type)
+            return self.input_fn(content, content_type)
         except Exception as exc:
             raise InputRejected(f"{type(exc).__name__}: {exc}") from None
 
@@ -245,26 +274,34 @@ class ScriptModel:
         return self.predict_fn(data, self.model)
 
     def write(self, prediction: Any, accept: str) -> tuple[bytes, str]:
-        result = self.output_fn(prediction, accept)
+        accept = self.accept(accept)
+        return self._answer(self.output_fn(prediction, accept), accept)
+
+    def transform(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        """One request through ``transform_fn``, or input_fn → predict_fn → output_fn."""
+        if self.transform_fn is None:
+            return self.write(self.predict(self.read(body, content_type)), accept)
+        accept = self.accept(accept)
+        return self._answer(self.transform_fn(self.model, self.content(body, content_type), content_type, accept),
+                            accept)
+
+    @staticmethod
+    def _answer(result: Any, accept: str) -> tuple[bytes, str]:
         if isinstance(result, tuple):
             result, accept = result[0], result[1]
         return (result.encode() if isinstance(result, str) else bytes(result)), accept
-
-    def transform(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        """input_fn → predict_fn → output_fn, for one request."""
-        return self.write(self.predict(self.read(body, content_type)), accept)
 
 
 class InputRejected(ValueError):
     """The script's input_fn refused the request body."""
 
 
-def default_input_fn(body: bytes, content_type: str) -> np.ndarray:
+def default_input_fn(body: str | bytes, content_type: str) -> np.ndarray:
     media = content_type.split(";")[0].strip().lower()
     if media == "application/json":
         return np.asarray(json.loads(body), dtype=np.float64)
     if media == "text/csv":
-        return np.loadtxt(io.StringIO(body.decode()), delimiter=",", ndmin=2)
+        return np.loadtxt(io.StringIO(body if isinstance(body, str) else body.decode()), delimiter=",", ndmin=2)
     if media == "application/x-npy":
         return np.load(io.BytesIO(body), allow_pickle=False)
     raise ValueError(f"unsupported content type {content_type!r}")
@@ -329,4 +366,4 @@ def load_script_model(model_dir: Path, environment: dict[str, str], s3: Any) -> 
         sys.path.remove(str(code_dir))
     if not callable(getattr(module, "model_fn", None)):
         raise AlgorithmError(f"{program} has no model_fn(model_dir): the scikit-learn container needs one")
-    return ScriptModel(module, module.model_fn(str(model_dir)), program)
+    return ScriptModel(module, module.model_fn(str(model_dir)), program, environment)
