@@ -69,3 +69,5 @@ tool_venv secantusdb SecantusDB
 # (tests/sagemaker/test_sdk.py): it pins packaging<25 and importlib-metadata<7, which Airflow 3
 # cannot share.
 tool_venv sagemaker-sdk "the SageMaker Python SDK"
+# And v3 (ModelTrainer), which shares a venv with neither.
+tool_venv sagemaker-sdk-v3 "the SageMaker Python SDK v3"

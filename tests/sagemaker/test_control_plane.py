@@ -403,7 +403,8 @@ def test_tags_are_kept_listed_and_deleted(sm):
 
 
 def test_sts_and_iam_answer_for_the_stacks_own_identity(stack):
-    """What Airflow's "Test connection" (GetCallerIdentity) and SDKs validating a role (GetRole) call."""
+    """What Airflow's "Test connection" (GetCallerIdentity) and SDKs validating a role (GetRole,
+    and SimulatePrincipalPolicy for the SDK v3) call."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
     me = boto3.client("sts").get_caller_identity()
@@ -413,6 +414,14 @@ def test_sts_and_iam_answer_for_the_stacks_own_identity(stack):
     assert iam.get_role(RoleName="ferry-sagemaker")["Role"]["Arn"] == ROLE
     with pytest.raises(ClientError) as refused:
         iam.get_role(RoleName="someone-elses-role")
+    assert refused.value.response["Error"]["Code"] == "NoSuchEntity"
+    simulated = iam.simulate_principal_policy(PolicySourceArn=ROLE, ActionNames=["s3:GetObject", "sagemaker:*"],
+                                              ResourceArns=["arn:aws:s3:::b/k", "*"])["EvaluationResults"]
+    assert [(r["EvalActionName"], r["EvalResourceName"], r["EvalDecision"]) for r in simulated] == [
+        ("s3:GetObject", "arn:aws:s3:::b/k", "allowed"), ("s3:GetObject", "*", "allowed"),
+        ("sagemaker:*", "arn:aws:s3:::b/k", "allowed"), ("sagemaker:*", "*", "allowed")]
+    with pytest.raises(ClientError) as refused:
+        iam.simulate_principal_policy(PolicySourceArn="arn:aws:iam::000000000000:role/other", ActionNames=["s3:*"])
     assert refused.value.response["Error"]["Code"] == "NoSuchEntity"
     with pytest.raises(ClientError) as refused:
         boto3.client("sts").assume_role(RoleArn=ROLE, RoleSessionName="ferry-test")

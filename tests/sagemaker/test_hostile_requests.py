@@ -198,3 +198,42 @@ def test_an_endpoint_deleted_by_another_case_is_removed_from_the_server_by_its_o
     asyncio.run(scenario())
     assert calls == [("PUT", "MyEp"), ("DELETE", "MyEp")]
     assert control.sm_ListEndpoints({})["Endpoints"] == []
+
+
+@pytest.mark.parametrize(("params", "code"), [
+    ({}, "ValidationError"),
+    ({"PolicySourceArn": identity.ROLE_ARN}, "ValidationError"),  # no ActionNames
+    ({"PolicySourceArn": "arn:aws:iam::000000000000:role/x", "ActionNames.member.1": "s3:*"}, "NoSuchEntity"),
+    ({"PolicySourceArn": identity.ROLE_ARN, **{f"ActionNames.member.{i}": "a" for i in range(1, 40)},
+      **{f"ResourceArns.member.{i}": "r" for i in range(1, 40)}}, "InvalidInput"),
+])
+def test_simulate_principal_policy_refuses_what_iam_refuses(params, code):
+    with pytest.raises(identity.QueryError) as refused:
+        identity.answer("iam", {"Action": "SimulatePrincipalPolicy", **params}, "k")
+    assert refused.value.code == code
+
+
+def test_simulated_action_names_cannot_break_the_xml():
+    body = identity.answer("iam", {"Action": "SimulatePrincipalPolicy", "PolicySourceArn": identity.ROLE_ARN,
+                                   "ActionNames.member.2": "b</x>", "ActionNames.member.1": "a\x00&"}, "k")
+    names = [e.text for e in ElementTree.fromstring(body).iter("{https://iam.amazonaws.com/doc/2010-05-08/}"
+                                                                 "EvalActionName")]
+    assert names == ["a?&", "b</x>"]  # in member order; a character XML cannot carry becomes ?
+
+
+def test_a_job_directory_has_sagemakers_config_files(tmp_path):
+    from ferry.sagemaker.script_mode import make_job_directories
+
+    job = {"AlgorithmSpecification": {"TrainingInputMode": "File"}, "HyperParameters": {"C": "0.5"},
+           "ResourceConfig": {"InstanceType": "ml.c5.xlarge"},
+           "InputDataConfig": [{"ChannelName": "train", "ContentType": "text/csv",
+                                "DataSource": {"S3DataSource": {"S3Uri": "s3://b/p"}}}]}
+    make_job_directories(tmp_path, job, ["train"])
+    config = tmp_path / "input" / "config"
+    assert json.loads((config / "hyperparameters.json").read_text()) == {"C": "0.5"}
+    assert json.loads((config / "inputdataconfig.json").read_text()) == {"train": {
+        "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None",
+        "ContentType": "text/csv"}}
+    resources = json.loads((config / "resourceconfig.json").read_text())
+    assert resources["current_host"] == "algo-1" and resources["current_instance_type"] == "ml.c5.xlarge"
+    assert (tmp_path / "model").is_dir() and (tmp_path / "output" / "data").is_dir()

@@ -1,4 +1,4 @@
-"""The SageMaker Python SDK (v2) drives the local SageMaker as users write it for AWS.
+"""The SageMaker Python SDK (v2, and v3's ModelTrainer) drives the local SageMaker as users write it for AWS.
 
 Each flow of tests/sagemaker/sdk_user.py runs in the SDK's own venv (.tools/sagemaker-sdk,
 made by scripts/setup.sh: the SDK pins packages Airflow 3 cannot share) with the stack's
@@ -20,14 +20,16 @@ from ferry.stack.settings import project_root
 pytestmark = pytest.mark.integration
 
 SDK_PYTHON = project_root() / ".tools" / "sagemaker-sdk" / "bin" / "python"
+SDK3_PYTHON = project_root() / ".tools" / "sagemaker-sdk-v3" / "bin" / "python"
 USER_CODE = project_root() / "tests" / "sagemaker" / "sdk_user.py"
+USER_CODE_V3 = project_root() / "tests" / "sagemaker" / "sdk3_user.py"
 
 
 @pytest.fixture(scope="module")
 def flows(stack, tmp_path_factory) -> dict[str, subprocess.Popen]:
     """Every flow started at once: each spends most of its time in the SDK's waiters (a deploy
     polls every 30 s, as on AWS), so together they take the time of one."""
-    assert SDK_PYTHON.exists(), "the SDK's venv is missing: run `make setup`"
+    assert SDK_PYTHON.exists() and SDK3_PYTHON.exists(), "an SDK's venv is missing: run `make setup`"
     env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST")}
     env["SAGEMAKER_SUPPRESS_V2_WARNING"] = "1"
     started = {}
@@ -35,6 +37,9 @@ def flows(stack, tmp_path_factory) -> dict[str, subprocess.Popen]:
         work = tmp_path_factory.mktemp(flow)
         started[flow] = subprocess.Popen([str(SDK_PYTHON), str(USER_CODE), flow, str(work)], env=env, text=True,
                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    started["model_trainer"] = subprocess.Popen([str(SDK3_PYTHON), str(USER_CODE_V3),
+                                                 str(tmp_path_factory.mktemp("v3"))], env=env, text=True,
+                                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     yield started
     for process in started.values():
         process.kill()
@@ -74,3 +79,20 @@ def test_sklearn_with_entry_point_and_source_dir(flows):
     assert result["encryption"] == "aws:kms"
     bucket, key = result["source"].removeprefix("s3://").split("/", 1)
     assert boto3.client("s3").head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "aws:kms"
+
+
+def test_v3_model_trainer_validates_the_role_and_runs_its_driver_by_absolute_paths(flows):
+    """ModelTrainer asks IAM (GetRole, SimulatePrincipalPolicy) before it trains, then sends a
+    ContainerEntrypoint that runs /opt/ml/input/data/sm_drivers/sm_train.sh: here in a private
+    mount namespace with the job's directory on /opt/ml."""
+    import boto3
+
+    result, _output = run_flow(flows, "model_trainer")
+    assert result["status"] == "Completed" and result["members"] == ["model.joblib"]
+    assert result["entrypoint"] == ["/bin/bash"]
+    logs, group = boto3.client("logs"), "/aws/sagemaker/TrainingJobs"
+    stream = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=result["name"])["logStreams"][0]
+    log = "\n".join(e["message"] for e in logs.get_log_events(logGroupName=group,
+                                                               logStreamName=stream["logStreamName"])["events"])
+    assert "training with C=0.5 on 200 rows in /opt/ml/input/data/code" in log
+    assert "Training Container Execution Completed" in log

@@ -1,5 +1,5 @@
-"""STS and IAM, as far as the stack's own identity goes: ``sts:GetCallerIdentity`` and
-``iam:GetRole`` for the local SageMaker's execution role.
+"""STS and IAM, as far as the stack's own identity goes: ``sts:GetCallerIdentity``, and
+``iam:GetRole`` and ``iam:SimulatePrincipalPolicy`` for the local SageMaker's execution role.
 
 Why they are here: Airflow's "Test connection" for an ``aws`` connection calls
 GetCallerIdentity, the SageMaker SDK calls it to name its default bucket, and SDKs validate an
@@ -57,8 +57,46 @@ def answer(service: str, params: dict[str, str], access_key_id: str) -> bytes:
             f"<Arn>{ROLE_ARN}</Arn><CreateDate>{ROLE_CREATED.strftime('%Y-%m-%dT%H:%M:%SZ')}</CreateDate>"
             f"<AssumeRolePolicyDocument>{escape(TRUST_POLICY)}</AssumeRolePolicyDocument>"
             f"<MaxSessionDuration>3600</MaxSessionDuration></Role>"))
+    if service == "iam" and action == "SimulatePrincipalPolicy":
+        return _result(service, action, _simulate(params))
     raise QueryError(400, "InvalidAction", f"{service}:{action[:64] or '(no Action)'} is not served here "
-                                           "(GetCallerIdentity and GetRole are)")
+                                           "(GetCallerIdentity, GetRole and SimulatePrincipalPolicy are)")
+
+
+def _members(params: dict[str, str], name: str) -> list[str]:
+    """A query-protocol list (``Name.member.1``, ``Name.member.2``, …), in its order."""
+    found = {}
+    for key, value in params.items():
+        prefix, _, number = key.rpartition(".member.")
+        if prefix == name and number.isdigit():
+            found[int(number)] = value
+    return [found[n] for n in sorted(found)]
+
+
+def _simulate(params: dict[str, str]) -> str:
+    """``iam:SimulatePrincipalPolicy`` for the stack's role: its one policy allows every action on
+    every resource (the stack lets in one key pair, and everything it serves is that key's), so
+    each action asked about is ``allowed``. The SageMaker SDK v3 asks before it trains."""
+    source = params.get("PolicySourceArn", "")
+    if not source:
+        raise QueryError(400, "ValidationError", "1 validation error detected: Value null at 'policySourceArn' "
+                         "failed to satisfy constraint: Member must not be null")
+    if source != ROLE_ARN:
+        raise QueryError(404, "NoSuchEntity", f"The role with ARN {source[:200]} cannot be found.")
+    actions, resources = _members(params, "ActionNames"), _members(params, "ResourceArns") or ["*"]
+    if not actions:
+        raise QueryError(400, "ValidationError", "1 validation error detected: Value null at 'actionNames' "
+                         "failed to satisfy constraint: Member must not be null")
+    if len(actions) * len(resources) > 1000:
+        raise QueryError(400, "InvalidInput", "at most 1000 action and resource pairs can be simulated at once")
+    statement = ("<MatchedStatements><member><SourcePolicyId>ferry-stack</SourcePolicyId>"
+                 "<SourcePolicyType>IAM Policy</SourcePolicyType></member></MatchedStatements>")
+    results = "".join(
+        f"<member><EvalActionName>{escape(XML_UNSAFE.sub('?', action))}</EvalActionName>"
+        f"<EvalResourceName>{escape(XML_UNSAFE.sub('?', resource))}</EvalResourceName>"
+        f"<EvalDecision>allowed</EvalDecision>{statement}<MissingContextValues/></member>"
+        for action in actions for resource in resources)
+    return f"<IsTruncated>false</IsTruncated><EvaluationResults>{results}</EvaluationResults>"
 
 
 def error(service: str, exc: QueryError) -> bytes:

@@ -100,10 +100,9 @@ def program_path(code_dir: Path, program: Any) -> Path:
 
 def training_environment(root: Path, channels: list[str], hyperparameters: dict[str, Any], program: str,
                          job_name: str) -> dict[str, str]:
-    """The ``SM_*`` variables SageMaker's training toolkit sets, for a job laid out under ``root``."""
+    """The ``SM_*`` variables SageMaker's training toolkit sets, for a job laid out under ``root``
+    (see :func:`make_job_directories`)."""
     model_dir, output_data = root / "model", root / "output" / "data"
-    model_dir.mkdir(parents=True, exist_ok=True)
-    output_data.mkdir(parents=True, exist_ok=True)
     environment = {
         "SM_MODEL_DIR": str(model_dir),
         "SM_OUTPUT_DIR": str(root / "output"),
@@ -172,9 +171,96 @@ def user_code_environment(*layers: dict[str, str]) -> dict[str, str]:
     return environment
 
 
+def make_job_directories(root: Path, job: dict[str, Any], channels: list[str]) -> None:
+    """``/opt/ml`` as SageMaker lays it out for a container: model, output/data, and the
+    platform's ``input/config`` files (hyperparameters.json, inputdataconfig.json,
+    resourceconfig.json) that AWS's toolkits and the SDK's v3 drivers read."""
+    for folder in ("model", "output/data", "input/config"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    config = {c["ChannelName"]: {"TrainingInputMode": c.get("InputMode") or job["AlgorithmSpecification"].get(
+        "TrainingInputMode", "File"), "S3DistributionType": c["DataSource"]["S3DataSource"].get(
+        "S3DataDistributionType", "FullyReplicated"), "RecordWrapperType": c.get("RecordWrapperType", "None"),
+        **({"ContentType": c["ContentType"]} if c.get("ContentType") else {})}
+        for c in job.get("InputDataConfig", []) if c["ChannelName"] in channels}
+    instance_type = (job.get("ResourceConfig") or {}).get("InstanceType", "ml.m5.large")
+    resources = {"current_host": "algo-1", "current_instance_type": instance_type,
+                 "current_group_name": "homogeneousCluster", "hosts": ["algo-1"], "network_interface_name": "eth0",
+                 "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": instance_type,
+                                      "hosts": ["algo-1"]}]}
+    for name, value in (("hyperparameters", job.get("HyperParameters") or {}), ("inputdataconfig", config),
+                        ("resourceconfig", resources)):
+        (root / "input" / "config" / f"{name}.json").write_text(json.dumps(value))
+
+
+#: Where a container sees its job: ContainerEntrypoint jobs get their job directory mounted there.
+CONTAINER_ROOT = Path("/opt/ml")
+
+
+def run_container_entrypoint(job: dict[str, Any], root: Path, channels: list[str],
+                             log: Callable[[str], None]) -> dict[str, float]:
+    """``AlgorithmSpecification.ContainerEntrypoint`` (+ ``ContainerArguments``), as the SageMaker
+    SDK v3's ModelTrainer sends it (``/bin/bash -c …/opt/ml/input/data/sm_drivers/sm_train.sh``):
+    run by absolute ``/opt/ml`` paths, so in a private mount namespace (``unshare``) where the
+    job's directory is bind-mounted on ``/opt/ml``, with this Python first on PATH as the image's
+    ``python3``. A non-zero exit fails the job with ``/opt/ml/output/failure`` when the code wrote
+    one (SageMaker's FailureReason), else its last line. Needs root (the mount), as a container
+    runtime does; ``/opt/ml`` is made empty once if missing."""
+    import shutil
+
+    spec = job["AlgorithmSpecification"]
+    command = [*spec["ContainerEntrypoint"], *(spec.get("ContainerArguments") or [])]
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        raise AlgorithmError("ClientError: ContainerEntrypoint jobs need root and unshare(1) here (their /opt/ml "
+                             "is a private mount); run the stack as root or pass sagemaker_program instead")
+    CONTAINER_ROOT.mkdir(parents=True, exist_ok=True)
+    user = {name: hyperparameter_value(raw) for name, raw in (job.get("HyperParameters") or {}).items()}
+    inside = training_environment(CONTAINER_ROOT, channels, user, "", job["TrainingJobName"])
+    environment = user_code_environment(job.get("Environment") or {}, inside)
+    environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "/usr/bin:/bin")])
+    mount = 'mount --bind "$0" /opt/ml && cd /opt/ml && exec "$@"'
+    log(f"Invoking the container entrypoint: {' '.join(command)[:300]}")
+    metrics: dict[str, float] = {}
+    status, last_line = _run_logged(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", mount,
+                                     str(root), *command], root, environment, log,
+                                    spec.get("MetricDefinitions") or [], metrics)
+    if status != 0:
+        failure = root / "output" / "failure"
+        reason = failure.read_text(errors="replace").strip() if failure.is_file() else ""
+        raise AlgorithmError(f"AlgorithmError: {(reason or last_line)[:500]} (exit status {status})")
+    return metrics
+
+
+def _run_logged(command: list[str], cwd: Path, environment: dict[str, str], log: Callable[[str], None],
+                definitions: list[dict[str, str]], metrics: dict[str, float] | None = None) -> tuple[int, str]:
+    """Run ``command``, its output line by line into the job's log (and ``MetricDefinitions``
+    regexes into ``metrics``); (exit status, last non-empty line). Stopped while it runs, it goes too."""
+    last_line = ""
+    process = subprocess.Popen(command, cwd=cwd, env=environment, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    try:
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            log(line)
+            last_line = line.strip() or last_line
+            for definition in definitions:
+                found = re.search(definition["Regex"], line)
+                if found and metrics is not None:
+                    with contextlib.suppress(IndexError, ValueError):
+                        metrics[definition["Name"]] = float(found.group(1))
+        status = process.wait()
+    finally:
+        if process.poll() is None:  # stopped (SIGTERM) while the script ran: it goes too
+            process.terminate()
+            process.wait()
+    return status, last_line
+
+
 def run_training_script(job: dict[str, Any], s3: Any, root: Path, channels: list[str],
                         log: Callable[[str], None]) -> dict[str, float]:
     """Run the job's script (see the module docstring); the model is left in ``root/model``."""
+    make_job_directories(root, job, channels)
+    if job["AlgorithmSpecification"].get("ContainerEntrypoint"):
+        return run_container_entrypoint(job, root, channels, log)
     given = {name: hyperparameter_value(raw) for name, raw in (job.get("HyperParameters") or {}).items()}
     program, submit = given.get("sagemaker_program"), given.get("sagemaker_submit_directory")
     if not isinstance(submit, str) or not submit.startswith("s3://"):
@@ -190,24 +276,7 @@ def run_training_script(job: dict[str, Any], s3: Any, root: Path, channels: list
     log(f"Invoking script with the following command: {' '.join(command[1:])}")
     definitions = job["AlgorithmSpecification"].get("MetricDefinitions") or []
     metrics: dict[str, float] = {}
-    last_line = ""
-    process = subprocess.Popen(command, cwd=code_dir, env=environment, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-    try:
-        for line in process.stdout:
-            line = line.rstrip("\n")
-            log(line)
-            last_line = line.strip() or last_line
-            for definition in definitions:
-                found = re.search(definition["Regex"], line)
-                if found:
-                    with contextlib.suppress(IndexError, ValueError):
-                        metrics[definition["Name"]] = float(found.group(1))
-        status = process.wait()
-    finally:
-        if process.poll() is None:  # stopped (SIGTERM) while the script ran: it goes too
-            process.terminate()
-            process.wait()
+    status, last_line = _run_logged(command, code_dir, environment, log, definitions, metrics)
     if status != 0:
         raise AlgorithmError(f"AlgorithmError: ExecuteUserScriptError: {program} exited with status {status}: "
                              f"{last_line[:300]}")
