@@ -74,6 +74,9 @@ def test_channel_names_that_are_not_folder_names_are_refused(tmp_path, channels)
 
 @pytest.mark.parametrize("field", [{"AlgorithmSpecification": "x"}, {"HyperParameters": ["a"]},
                                    {"OutputDataConfig": "s3://b/o"}, {"OutputDataConfig": {"S3OutputPath": 1}},
+                                   {"AlgorithmSpecification": {"TrainingImage": "x", "ContainerEntrypoint": "sh"}},
+                                   {"AlgorithmSpecification": {"TrainingImage": "x", "ContainerEntrypoint": [1]}},
+                                   {"AlgorithmSpecification": {"TrainingImage": "x", "ContainerArguments": ["a"*300]}},
                                    {"OutputDataConfig": {"S3OutputPath": "s3://b/o", "KmsKeyId": ["k"]}},
                                    {"InputDataConfig": [{"ChannelName": "t", "DataSource": [1]}]}])
 def test_fields_of_the_wrong_type_are_validation_errors(tmp_path, field):

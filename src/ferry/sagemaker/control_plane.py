@@ -294,6 +294,13 @@ class ControlPlane:
             raise validation("HyperParameters values must be strings")
         _environment_map(request.get("Environment"))
         _input_config(request)
+        spec = request["AlgorithmSpecification"]
+        for field in ("ContainerEntrypoint", "ContainerArguments"):
+            value = spec.get(field) if isinstance(spec, dict) else None
+            if value is not None and (not isinstance(value, list) or not 1 <= len(value) <= 100 or not all(
+                    isinstance(item, str) and len(item) <= 256 for item in value)):
+                raise validation(f"AlgorithmSpecification.{field} must be a list of 1 to 100 strings of at most 256 "
+                                 "characters")
         output = request["OutputDataConfig"]
         if not isinstance(output, dict) or not isinstance(output.get("S3OutputPath"), str) \
                 or not isinstance(output.get("KmsKeyId", ""), str):
