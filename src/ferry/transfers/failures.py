@@ -37,7 +37,9 @@ def _failing_system(exc: BaseException) -> str | None:
         return "the PostgreSQL query failed"
     if isinstance(exc, BotoCoreError | ClientError | Boto3Error):
         return "S3 failed"
-    if isinstance(exc, paramiko.SSHException | paramiko.sftp.SFTPError):
+    from ferry.transfers.openssh import OpenSSHFailed
+
+    if isinstance(exc, paramiko.SSHException | paramiko.sftp.SFTPError | OpenSSHFailed):
         return "SFTP failed"
     # paramiko reports a remote status (no such file, EOF) and a dead socket with builtin types
     # that anything else raises too: only where it was raised tells them apart.

@@ -11,9 +11,10 @@ from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.failures import transfer_failure
 from ferry.transfers.lineage import Dataset, Lineage, LineageMixin, s3_objects
+from ferry.transfers.openssh import SSHTransport, check_transport, sftp_session
 from ferry.transfers.progress import Progress
-from ferry.transfers.s3_source import pinned_get
-from ferry.transfers.sftp_sink import CHUNK, prefetched, put_atomically, temporary_path
+from ferry.transfers.s3_source import ranged_chunks
+from ferry.transfers.sftp_sink import put_atomically, temporary_path
 
 UnsafeKeys = Literal["fail", "skip"]
 
@@ -31,8 +32,9 @@ def unsafe_relative_path(relative: str) -> bool:
 class S3ToSFTPOperator(LineageMixin, BaseOperator):
     """Copy an S3 object, or every object under a prefix, to an SFTP server.
 
-    The object is read from S3 in a background thread while earlier chunks are written over
-    SFTP (pipelined), so the two overlap and memory stays at a few chunks. Each file is
+    The object is read from S3 as ranged GETs, a few at a time in background threads, while
+    earlier ranges are written over SFTP (pipelined), so the two overlap and memory stays at a
+    few chunks. Each file is
     written under a temporary name, its size checked, then renamed into place: readers never
     see a half-written file. Missing directories are created. Host keys are verified as the
     SSH connection says (``host_key`` extra).
@@ -44,6 +46,9 @@ class S3ToSFTPOperator(LineageMixin, BaseOperator):
         the object's name (templated).
     :param s3_conn_id: AWS connection.
     :param sftp_conn_id: SSH/SFTP connection.
+    :param ssh_transport: ``auto`` (the default) carries SFTP over OpenSSH's ``ssh`` when the
+        connection is a key and a pinned host key, else over paramiko; ``openssh`` or
+        ``paramiko`` to insist (see :mod:`ferry.transfers.openssh`).
     :param unsafe_keys: what to do with an object whose key would be written outside the
         target directory (``..``, ``.``, empty or absolute segments): ``fail`` the task before
         anything is written (the default), or ``skip`` it with a warning.
@@ -62,9 +67,12 @@ class S3ToSFTPOperator(LineageMixin, BaseOperator):
         s3_conn_id: str = "aws_default",
         sftp_conn_id: str = "sftp_default",
         unsafe_keys: UnsafeKeys = "fail",
+        ssh_transport: SSHTransport = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        check_transport(ssh_transport)
+        self.ssh_transport = ssh_transport
         if unsafe_keys not in ("fail", "skip"):
             raise ValueError(f"unsafe_keys must be 'fail' or 'skip', not {unsafe_keys!r}")
         self.unsafe_keys = unsafe_keys
@@ -142,17 +150,17 @@ class S3ToSFTPOperator(LineageMixin, BaseOperator):
     def _copy(self, s3: Any, ssh_hook: Any, plan: list[tuple[str, str, int, str | None]],
               files: list[dict[str, Any]]) -> None:
         """Copy each planned object in turn, appending to ``files`` as each one is in place."""
-        with ssh_hook.get_conn() as ssh, ssh.open_sftp() as sftp:
+        with sftp_session(ssh_hook, self.ssh_transport, self.log) as sftp:
             for key, path, size, etag in plan:
                 progress = Progress(self.log, f"s3://{self.s3_bucket}/{key} → sftp:{path}")
-                # Pinned to the listed version: an object replaced meanwhile fails, not half-copied.
-                body = pinned_get(s3, self.s3_bucket, key, etag)["Body"]
 
-                def chunks(body=body, progress=progress):
-                    for chunk in body.iter_chunks(CHUNK):
+                def chunks(key=key, size=size, etag=etag, progress=progress):
+                    # Every range pinned to the listed version: an object replaced meanwhile
+                    # fails, it is not copied half old, half new.
+                    for chunk in ranged_chunks(s3, self.s3_bucket, key, size, etag=etag):
                         progress.add(0, len(chunk))
                         yield chunk
 
-                written = put_atomically(sftp, prefetched(chunks()), path, expected_size=size)
+                written = put_atomically(sftp, chunks(), path, expected_size=size)
                 self.log.info("done: %s", progress.summary())
                 files.append({"s3_key": key, "sftp_path": path, "bytes": written})

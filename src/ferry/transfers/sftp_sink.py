@@ -10,9 +10,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ferry.transfers.failures import SourceChanged
+from ferry.transfers.openssh import server_limits
 
-#: Chunk handed from the S3 reader thread to the SFTP writer, and how many may wait.
-CHUNK = 8 * 1024 * 1024
+#: How many chunks a reader thread may have waiting for their writer.
 QUEUE_DEPTH = 4
 
 
@@ -67,13 +67,16 @@ def prefetched(chunks: Iterable[bytes], depth: int = QUEUE_DEPTH) -> Iterator[by
 
 
 def write_request_size(sftp: Any, remote: Any) -> int:
-    """The largest SFTP write whose request fits in one SSH packet.
+    """The largest SFTP write to send as one request.
 
-    paramiko sends 32 KiB of data per write request; with the request's own header that is
-    just over the channel's 32 KiB packet limit, so every request goes out as two packets, each
+    Over OpenSSH (:mod:`ferry.transfers.openssh`), what the server takes. Over a paramiko
+    channel: paramiko sends 32 KiB of data per write request; with the request's own header that
+    is just over the channel's 32 KiB packet limit, so every request goes out as two packets, each
     encrypted and authenticated on its own. Sized to fit, the same bytes take half the packets:
     measured on loopback, 150 MB took 0.85 s instead of 1.33 s (bench/RESULTS.md).
     """
+    if limits := server_limits(sftp):
+        return limits[1]
     # CMD_WRITE: length(4) type(1) request-id(4) handle(4 + n) offset(8) data-length(4); and
     # paramiko's Channel keeps 64 bytes of every packet for the SSH message around the data.
     header = 4 + 1 + 4 + 4 + len(remote.handle) + 8 + 4
@@ -99,7 +102,9 @@ def put_atomically(sftp: Any, chunks: Iterable[bytes], path: str, expected_size:
     tmp = temporary_path(path)
     written = 0
     try:
-        with sftp.open(tmp, "wb") as remote:
+        # Unbuffered: each chunk (megabytes) goes straight into pipelined requests, not first
+        # into paramiko's write buffer and out again.
+        with sftp.open(tmp, "wb", bufsize=0) as remote:
             remote.set_pipelined(True)
             remote.MAX_REQUEST_SIZE = write_request_size(sftp, remote)
             for chunk in chunks:

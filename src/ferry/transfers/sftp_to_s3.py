@@ -12,12 +12,13 @@ from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.failures import SourceChanged, export_failure
 from ferry.transfers.lineage import Dataset, LineageMixin, wrote_to_s3
+from ferry.transfers.openssh import SSHTransport, check_transport, server_limits, sftp_session
 from ferry.transfers.progress import Progress
 from ferry.transfers.s3_sink import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, check_upload_settings
 
-#: Bytes asked for at once over SFTP (paramiko's largest read request), and per window of
-#: requests in flight: windows are read one after another in a thread, two ahead of the upload.
-READ_REQUEST = 32 * 1024
+#: Bytes per window of read requests in flight: windows are read one after another in a thread,
+#: two ahead of the upload. Each request asks for the file handle's MAX_REQUEST_SIZE (paramiko's
+#: 32 KiB, or what an OpenSSH session's server takes).
 WINDOW = 8 * 1024 * 1024
 
 
@@ -43,6 +44,9 @@ class SFTPToS3Operator(LineageMixin, BaseOperator):
     :param s3_key: destination key; with a directory, a prefix: file paths relative to the
         directory are appended (templated).
     :param sftp_conn_id: SSH/SFTP connection.
+    :param ssh_transport: ``auto`` (the default) carries SFTP over OpenSSH's ``ssh`` when the
+        connection is a key and a pinned host key, else over paramiko; ``openssh`` or
+        ``paramiko`` to insist (see :mod:`ferry.transfers.openssh`).
     :param s3_conn_id: AWS connection.
     :param part_size: bytes per multipart part (at least 5 MiB; boto3's 8 MiB by default).
     :param upload_concurrency: parts uploading at once (boto3's 10 by default).
@@ -62,10 +66,13 @@ class SFTPToS3Operator(LineageMixin, BaseOperator):
         s3_conn_id: str = "aws_default",
         part_size: int = DEFAULT_PART_SIZE,
         upload_concurrency: int = DEFAULT_CONCURRENCY,
+        ssh_transport: SSHTransport = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         check_upload_settings(part_size, upload_concurrency)
+        check_transport(ssh_transport)
+        self.ssh_transport = ssh_transport
         self.sftp_path = sftp_path
         self.s3_bucket = s3_bucket
         self.s3_key = s3_key
@@ -80,7 +87,7 @@ class SFTPToS3Operator(LineageMixin, BaseOperator):
         files: list[dict[str, Any]] = []
         hook = SSHHook(ssh_conn_id=self.sftp_conn_id)
         namespace = f"sftp://{hook.remote_host}:{hook.port or 22}"
-        with hook.get_conn() as ssh, ssh.open_sftp() as sftp:
+        with sftp_session(hook, self.ssh_transport, self.log) as sftp:
             plan = self._plan(sftp)
             for path, key, _size in plan:
                 size = self._copy(sftp, path, key, done=len(files), of=len(plan))
@@ -122,6 +129,8 @@ class SFTPToS3Operator(LineageMixin, BaseOperator):
         progress = Progress(self.log, f"sftp:{path} → s3://{self.s3_bucket}/{key}")
         try:
             with sftp.open(path, "rb") as remote:
+                if limits := server_limits(sftp):
+                    remote.MAX_REQUEST_SIZE = limits[0]  # readv splits each request to this
                 opened = remote.stat()
                 file = output.current
                 for window in prefetched(_snapshot(remote, path, opened), depth=2):
@@ -202,7 +211,8 @@ def _windows(remote: Any, size: int) -> Iterator[bytes]:
     """
     for start in range(0, size, WINDOW):
         end = min(start + WINDOW, size)
-        requests = [(offset, min(READ_REQUEST, end - offset)) for offset in range(start, end, READ_REQUEST)]
+        step = remote.MAX_REQUEST_SIZE
+        requests = [(offset, min(step, end - offset)) for offset in range(start, end, step)]
         window = []
         for (offset, length), data in zip(requests, remote.readv(requests), strict=False):
             window.append(data)
