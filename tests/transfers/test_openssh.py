@@ -84,7 +84,7 @@ def test_connections_openssh_cannot_express_keep_paramiko(monkeypatch):
         S3ToSFTPOperator(task_id="t", s3_bucket="b", s3_key="k", sftp_path="/p", ssh_transport="telnet")
 
 
-def test_a_wrong_pinned_host_key_is_refused_by_both_transports(monkeypatch, s3, bucket, tmp_path, caplog):
+def test_a_wrong_pinned_host_key_fails_the_task_with_no_second_try(monkeypatch, s3, bucket, tmp_path, caplog):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -95,10 +95,12 @@ def test_a_wrong_pinned_host_key_is_refused_by_both_transports(monkeypatch, s3, 
                                               r"Host key verification failed\."):
         open_session(name)
     s3.put_object(Bucket=bucket, Key="k", Body=b"data")
-    with pytest.raises(Exception) as failure:  # auto: OpenSSH refuses, then paramiko refuses the same pin
+    # auto: no second try with paramiko, which would also trust ~/.ssh/known_hosts
+    monkeypatch.setattr(SSHHook, "get_conn", lambda self: pytest.fail("paramiko was tried"))
+    with pytest.raises(AirflowException, match="Host key verification failed") as failure:
         S3ToSFTPOperator(task_id="t", s3_bucket=bucket, s3_key="k", sftp_path=str(tmp_path / "k"),
                          sftp_conn_id=name).execute({})
-    assert "Host key" in str(failure.value) or "host key" in str(failure.value)
+    assert "\n" not in str(failure.value)
     assert os.listdir(tmp_path) == []
 
 
@@ -122,9 +124,9 @@ def test_a_private_key_from_the_connection_is_never_on_the_command_line_nor_left
     assert not any(key_text.splitlines()[1] in part for part in command)
     with sftp_session(hook, "openssh") as sftp:
         assert isinstance(sftp.sock, OpenSSHSocket)
-        (written,) = set(Path(tempfile.gettempdir()).glob("ferry-ssh-*")) - before
-        assert (written / "key").stat().st_mode & 0o777 == 0o600
-    assert set(Path(tempfile.gettempdir()).glob("ferry-ssh-*")) == before
+        assert sftp.stat("/").st_size is not None
+        # ssh read the key while logging in: its copy is gone while the session goes on.
+        assert set(Path(tempfile.gettempdir()).glob("ferry-ssh-*")) == before
 
 
 def test_a_failed_session_fails_the_task_in_one_line_and_writes_nothing(monkeypatch, s3, bucket, tmp_path):
@@ -136,3 +138,16 @@ def test_a_failed_session_fails_the_task_in_one_line_and_writes_nothing(monkeypa
     assert "\n" not in str(failure.value)
     assert "Permission denied" in str(failure.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_no_default_identity_and_no_token_expansion(monkeypatch, tmp_path):
+    """A key file that cannot be read keeps paramiko (ssh would fall back to ~/.ssh/id_*), and the
+    private directory's paths reach ssh quoted, their ``%`` doubled (ssh expands ``%`` tokens)."""
+    missing = connection(monkeypatch, "sftp_missing_key", extra={"key_file": str(tmp_path / "nope")})
+    assert "cannot be read" in openssh_refusal(SSHHook(ssh_conn_id=missing))
+    odd = tmp_path / "a %d b"
+    odd.mkdir()
+    command = openssh_command(SSHHook(ssh_conn_id="sftp_default"), odd)
+    assert f'IdentityFile="{tmp_path}/a %%d b/key"' in command
+    assert f'UserKnownHostsFile="{tmp_path}/a %%d b/known_hosts"' in command
+    assert "-i" not in command

@@ -130,21 +130,28 @@ def ranged_chunks(client: Any, bucket: str, key: str, size: int, *, etag: str | 
     transfer's; on AWS each S3 connection is limited to tens of MB/s, and parallel ranges are how
     boto3's ``download_fileobj`` (8 MiB, 10 threads) goes faster. Memory: ``in_flight + 1`` chunks.
 
-    A range that comes back short is :class:`TruncatedInput`; an object replaced between two
-    ranges fails the next one with :class:`ObjectChanged` (every GET carries ``If-Match``).
+    A range that comes back short (or whole: a server that ignored ``Range``) is
+    :class:`TruncatedInput`; an object replaced between two ranges fails the next one with
+    :class:`ObjectChanged` (every GET carries ``If-Match``: the listed ETag, or without one the
+    ETag a HEAD gives first).
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    if etag is None and size:  # unpinned ranges could mix two versions: pin them all to one
+        etag = client.head_object(Bucket=bucket, Key=key).get("ETag")
+
     def get(start: int) -> bytes:
         end = min(start + chunk, size) - 1
-        body = pinned_get(client, bucket, key, etag, Range=f"bytes={start}-{end}")["Body"]
+        response = pinned_get(client, bucket, key, etag, Range=f"bytes={start}-{end}")
+        body, length = response["Body"], response.get("ContentLength")
         try:
-            data = body.read()
+            # A server that ignored Range announces the whole object: refused before it is read.
+            data = body.read() if length is None or length == end - start + 1 else b""
         finally:
             body.close()
         if len(data) != end - start + 1:
-            raise TruncatedInput(f"s3://{bucket}/{key} is truncated: bytes {start}-{end} of {size} "
-                                 f"returned {len(data)} bytes")
+            got = f"{length:,} bytes announced" if length is not None and not data else f"{len(data)} bytes"
+            raise TruncatedInput(f"s3://{bucket}/{key} is truncated: bytes {start}-{end} of {size} returned {got}")
         return data
 
     starts = iter(range(0, size, chunk))

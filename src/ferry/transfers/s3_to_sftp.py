@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -154,13 +155,15 @@ class S3ToSFTPOperator(LineageMixin, BaseOperator):
             for key, path, size, etag in plan:
                 progress = Progress(self.log, f"s3://{self.s3_bucket}/{key} → sftp:{path}")
 
-                def chunks(key=key, size=size, etag=etag, progress=progress):
-                    # Every range pinned to the listed version: an object replaced meanwhile
-                    # fails, it is not copied half old, half new.
-                    for chunk in ranged_chunks(s3, self.s3_bucket, key, size, etag=etag):
+                def chunks(reading, progress=progress):
+                    for chunk in reading:
                         progress.add(0, len(chunk))
                         yield chunk
 
-                written = put_atomically(sftp, chunks(), path, expected_size=size)
+                # Every range pinned to the listed version: an object replaced meanwhile fails,
+                # it is not copied half old, half new. Closed at once if the write fails: no
+                # range is fetched for nothing.
+                with contextlib.closing(ranged_chunks(s3, self.s3_bucket, key, size, etag=etag)) as reading:
+                    written = put_atomically(sftp, chunks(reading), path, expected_size=size)
                 self.log.info("done: %s", progress.summary())
                 files.append({"s3_key": key, "sftp_path": path, "bytes": written})
