@@ -53,6 +53,13 @@ class KnnModel:
         self.index, self.labels = arrays["index"].astype(np.float32), arrays["labels"]
         self.feature_dim = self.projection.shape[0] if self.projection is not None else self.index.shape[1]
         self._norms = (self.index ** 2).sum(axis=1)
+        # The product with the index is the whole cost of a prediction (a 4,000 × 784 index: 2.8 ms
+        # for 16 records on one core). A column that is zero for every indexed point (the blank
+        # border of every digit) adds nothing to any dot product: leaving it out is exact.
+        self._columns = np.flatnonzero(np.any(self.index != 0, axis=0))
+        if len(self._columns) == self.index.shape[1]:
+            self._columns = None
+        self._index_t = np.ascontiguousarray((self.index if self._columns is None else self.index[:, self._columns]).T)
         if self.classifier:
             self.classes, self.label_ids = np.unique(self.labels, return_inverse=True)
 
@@ -60,19 +67,22 @@ class KnnModel:
         x = np.asarray(features, dtype=np.float32).reshape(-1, self.feature_dim)
         if self.projection is not None:
             x = x @ self.projection
+        dots = (x if self._columns is None else x[:, self._columns]) @ self._index_t
         if self.metric == "L2":
-            score = (x ** 2).sum(axis=1)[:, None] + self._norms[None, :] - 2 * x @ self.index.T  # smaller: nearer
+            # ‖x‖² − 2x·y + ‖y‖² without ‖x‖², the same for every y of a row: the order is unchanged.
+            score = self._norms[None, :] - 2 * dots  # smaller: nearer
         elif self.metric == "INNER_PRODUCT":
-            score = -(x @ self.index.T)
+            score = -dots
         else:  # COSINE
             norms = np.linalg.norm(x, axis=1)[:, None] * np.sqrt(self._norms)[None, :]
-            score = -(x @ self.index.T) / np.where(norms > 0, norms, 1)
+            score = -dots / np.where(norms > 0, norms, 1)
         k = min(self.k, len(self.index))
         nearest = np.argpartition(score, k - 1, axis=1)[:, :k]
         if not self.classifier:
             return [{"predicted_label": float(v)} for v in self.labels[nearest].mean(axis=1)]
-        votes = np.zeros((len(x), len(self.classes)))
-        np.add.at(votes, (np.arange(len(x))[:, None], self.label_ids[nearest]), 1)
+        classes = len(self.classes)
+        cells = (np.arange(len(x))[:, None] * classes + self.label_ids[nearest]).ravel()
+        votes = np.bincount(cells, minlength=len(x) * classes).reshape(len(x), classes)
         return [{"predicted_label": float(self.classes[i])} for i in votes.argmax(axis=1)]
 
 

@@ -112,7 +112,7 @@ CSV_TYPES = frozenset({"bool", "int2", "int4", "int8", "oid", "float4", "float8"
                        "timestamp", "timestamptz"})
 
 #: Bytes of csv Arrow parses into one record batch (one parquet row group).
-CSV_BLOCK = 16 * 1024 * 1024
+CSV_BLOCK = 8 * 1024 * 1024
 
 
 def arrow_batches(
