@@ -77,7 +77,12 @@ class OpenSSHSocket:
         return "openssh"
 
 
-def openssh_refusal(hook: Any) -> str | None:
+def connection_extra(hook: Any) -> dict[str, Any]:
+    """The connection's extras (``private_key`` and its passphrase are not kept on the hook)."""
+    return hook.get_connection(hook.ssh_conn_id).extra_dejson if hook.ssh_conn_id else {}
+
+
+def openssh_refusal(hook: Any, extra: dict[str, Any] | None = None) -> str | None:
     """Why ``hook``'s connection cannot be handed to OpenSSH as it is, or None if it can."""
     if shutil.which("ssh") is None:
         return "no OpenSSH client (ssh) on PATH"
@@ -87,7 +92,7 @@ def openssh_refusal(hook: Any) -> str | None:
         return "the connection uses a proxy command"
     if hook.host_key is None or hook.no_host_key_check or hook.allow_host_key_change:
         return "the connection does not pin a host key (host_key extra)"
-    extra = hook.get_connection(hook.ssh_conn_id).extra_dejson if hook.ssh_conn_id else {}
+    extra = connection_extra(hook) if extra is None else extra
     if extra.get("private_key_passphrase"):
         return "the connection's private key has a passphrase"
     if not (hook.key_file or extra.get("private_key")):
@@ -112,7 +117,7 @@ def _path_option(path: Path) -> str:
     return '"' + str(path).replace("%", "%%") + '"'
 
 
-def openssh_command(hook: Any, directory: Path) -> list[str]:
+def openssh_command(hook: Any, directory: Path, extra: dict[str, Any] | None = None) -> list[str]:
     """``ssh … -s host sftp`` for ``hook``'s connection; its key (a copy) and known host written
     into ``directory`` (the caller's private temporary directory), nothing secret on the command line.
 
@@ -120,7 +125,7 @@ def openssh_command(hook: Any, directory: Path) -> list[str]:
     commands and identity files in ~/.ssh/config is already in ``hook``). ``BatchMode``: fail,
     never ask. ``IdentityFile`` names the copy alone: ssh adds no default identities.
     """
-    extra = hook.get_connection(hook.ssh_conn_id).extra_dejson if hook.ssh_conn_id else {}
+    extra = connection_extra(hook) if extra is None else extra
     known_hosts = directory / "known_hosts"
     known_hosts.write_text(_known_hosts_line(hook))
     key = directory / "key"
@@ -152,7 +157,7 @@ _HOST_KEY_REFUSALS = ("host key verification failed", "remote host identificatio
 
 
 @contextmanager
-def _openssh_sftp(hook: Any) -> Iterator[Any]:
+def _openssh_sftp(hook: Any, extra: dict[str, Any]) -> Iterator[Any]:
     import paramiko
 
     directory = Path(tempfile.mkdtemp(prefix="ferry-ssh-"))  # 0700
@@ -162,7 +167,7 @@ def _openssh_sftp(hook: Any) -> Iterator[Any]:
         try:
             ours, theirs = socket.socketpair()
             with theirs:
-                ssh = subprocess.Popen(openssh_command(hook, directory), stdin=theirs, stdout=theirs,
+                ssh = subprocess.Popen(openssh_command(hook, directory, extra), stdin=theirs, stdout=theirs,
                                        stderr=stderr, start_new_session=True)
             # Whole write requests (255 KiB) go into the pair in one send, not pieces.
             ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
@@ -213,13 +218,14 @@ def sftp_session(hook: Any, transport: SSHTransport = "auto", log: Any = None) -
     """A paramiko ``SFTPClient`` for ``hook``'s connection, over OpenSSH where it can carry the
     connection exactly (``auto``), always (``openssh``: ValueError naming why not), or never."""
     check_transport(transport)
-    refusal = openssh_refusal(hook) if transport != "paramiko" else "ssh_transport='paramiko'"
+    extra = connection_extra(hook) if transport != "paramiko" else {}  # looked up once per session
+    refusal = openssh_refusal(hook, extra) if transport != "paramiko" else "ssh_transport='paramiko'"
     if transport == "openssh" and refusal:
         raise ValueError(f"ssh_transport='openssh' cannot carry connection {hook.ssh_conn_id!r}: {refusal}")
     if refusal is None:
         opened = False
         try:
-            with _openssh_sftp(hook) as sftp:
+            with _openssh_sftp(hook, extra) as sftp:
                 opened = True
                 yield sftp
             return
