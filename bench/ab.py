@@ -18,7 +18,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.__main__ import QUERY, REVIEWS_QUARTER, _random_file, measure
+import boto3
+
+from bench.__main__ import BUCKET, QUERY, REVIEWS_QUARTER, _random_file, measure
 from ferry.stack import Stack
 from ferry.stack.environment import stack_environment
 
@@ -26,7 +28,9 @@ HERE = Path(__file__).resolve().parents[1]
 
 
 def candidates(source: Path) -> list[tuple[str, tuple[str, ...]]]:
+    """``source`` is a local 600 MiB file, also in the bench bucket under its name."""
     return [
+        ("ferry_s3_to_sftp", (source.name, str(source.with_name("sftp.bin")))),
         ("ferry_postgres_to_s3", (QUERY, "ab/ferry.csv")),
         ("ferry_postgres_to_s3", (QUERY, "ab/ferry.parquet", "parquet")),
         ("ferry_s3_to_postgres", ("reverse/listings.csv", "listings_load")),
@@ -40,6 +44,7 @@ LIMITS = {
     "ferry_postgres_to_s3": ("pipelined_copy_upload", (QUERY, "ab/limit.csv")),
     "ferry_s3_to_postgres": ("bare_s3_copy_in", ("reverse/listings.csv", "listings_load")),
     "ferry_sftp_to_s3": ("ssh_cat_upload", None),
+    "ferry_s3_to_sftp": ("s3_ssh_cat", None),
     "ferry_mongo_to_s3": ("pipelined_find_upload", (REVIEWS_QUARTER, "ab/mongo-limit.jsonl")),
 }
 
@@ -75,11 +80,13 @@ def main() -> int:
             "| --- | --- | --- | --- | --- | --- |"]
     with tempfile.TemporaryDirectory(prefix="ferry-ab-") as tmp:
         source = _random_file(Path(tmp) / "600MiB.bin", 600)
+        boto3.client("s3").upload_file(str(source), BUCKET, source.name)
         for name, args in candidates(source):
             if options.only not in name:
                 continue
             limit_name, limit_args = LIMITS[name]
-            limit_args = limit_args or (str(source), "ab/cat.bin")
+            limit_args = limit_args or ((source.name, str(source.with_name("cat.bin"))) if limit_name == "s3_ssh_cat"
+                                        else (str(source), "ab/cat.bin"))
             before, after, limit = [], [], []
             for _ in range(options.rounds):
                 before.append(run_with(options.old, name, args))

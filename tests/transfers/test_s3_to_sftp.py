@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
+from pathlib import Path
 
 import pytest
 from airflow.sdk.exceptions import AirflowException
@@ -53,11 +55,25 @@ def test_empty_object(s3, bucket, tmp_path):
     assert (tmp_path / "empty").read_bytes() == b""
 
 
+def ssh_children() -> list[int]:
+    """This process's ssh children (the OpenSSH transport's), from /proc."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == os.getpid() and stat.with_name("comm").read_text().strip() == "ssh":
+                children.append(int(stat.parent.name))
+    return children
+
+
 def test_missing_object_is_a_clear_error_and_writes_nothing(s3, bucket, tmp_path):
     with pytest.raises(AirflowException, match=f"s3://{bucket}/nope cannot be read"):
         copy(bucket, "nope", str(tmp_path / "nope"))
     with pytest.raises(AirflowException, match="no objects under"):
         copy(bucket, "empty-prefix/", str(tmp_path / "dir"))
+    # The SSH session opened while the objects were listed is closed with the failure.
+    assert ssh_children() == []
+    assert list(tmp_path.iterdir()) == []
     assert list(tmp_path.iterdir()) == []
 
 

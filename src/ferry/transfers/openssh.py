@@ -214,11 +214,17 @@ def check_transport(transport: str) -> None:
 
 
 @contextmanager
-def sftp_session(hook: Any, transport: SSHTransport = "auto", log: Any = None) -> Iterator[Any]:
+def sftp_session(hook: Any, transport: SSHTransport = "auto", log: Any = None,
+                 extra: dict[str, Any] | None = None) -> Iterator[Any]:
     """A paramiko ``SFTPClient`` for ``hook``'s connection, over OpenSSH where it can carry the
-    connection exactly (``auto``), always (``openssh``: ValueError naming why not), or never."""
+    connection exactly (``auto``), always (``openssh``: ValueError naming why not), or never.
+
+    ``extra`` is the connection's extras (:func:`connection_extra`) when the caller has them
+    already: a session opened on another thread then looks nothing up there.
+    """
     check_transport(transport)
-    extra = connection_extra(hook) if transport != "paramiko" else {}  # looked up once per session
+    if extra is None:  # looked up once per session
+        extra = connection_extra(hook) if transport != "paramiko" else {}
     refusal = openssh_refusal(hook, extra) if transport != "paramiko" else "ssh_transport='paramiko'"
     if transport == "openssh" and refusal:
         raise ValueError(f"ssh_transport='openssh' cannot carry connection {hook.ssh_conn_id!r}: {refusal}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import posixpath
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from airflow.sdk import BaseOperator, Context
@@ -12,7 +13,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.failures import transfer_failure
 from ferry.transfers.lineage import Dataset, Lineage, LineageMixin, s3_objects
-from ferry.transfers.openssh import SSHTransport, check_transport, sftp_session
+from ferry.transfers.openssh import SSHTransport, check_transport, connection_extra, sftp_session
 from ferry.transfers.progress import Progress
 from ferry.transfers.s3_source import ranged_chunks
 from ferry.transfers.sftp_sink import put_atomically, temporary_path
@@ -121,25 +122,33 @@ class S3ToSFTPOperator(LineageMixin, BaseOperator):
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
         from airflow.providers.ssh.hooks.ssh import SSHHook
 
-        s3 = S3Hook(aws_conn_id=self.s3_conn_id).get_conn()
-        plan = self._plan(s3)
         ssh_hook = SSHHook(ssh_conn_id=self.sftp_conn_id)
+        # Looked up here, not on the opening thread: connections come from Airflow's supervisor.
+        extra = connection_extra(ssh_hook) if self.ssh_transport != "paramiko" else {}
         namespace = f"sftp://{ssh_hook.remote_host}:{ssh_hook.port or 22}"
         files: list[dict[str, Any]] = []
-        try:
-            self._copy(s3, ssh_hook, plan, files)
-        except BaseException as exc:
-            failed = plan[len(files)][1]
-            partial = posixpath.basename(temporary_path(failed))
-            message = transfer_failure(
-                exc,
-                done=f"{len(files)} of {len(plan)} files",
-                not_written=f"nothing was written at sftp:{failed} (a partial {partial} beside it, if any, "
-                "is replaced by the next run)" + (f"; {len(files)} earlier files are complete" if files else ""),
-            )
-            if message is None:
-                raise
-            raise AirflowException(message) from exc
+        # The SSH session opens (key exchange and login: ~0.2 s, mostly ssh's and sshd's CPU)
+        # while this process builds its S3 client and lists the objects (~0.3 s). The opener is
+        # joined before the session is closed, whatever fails first.
+        with contextlib.ExitStack() as session, ThreadPoolExecutor(1, thread_name_prefix="ferry-sftp-open") as opener:
+            opening = opener.submit(session.enter_context,
+                                    sftp_session(ssh_hook, self.ssh_transport, self.log, extra=extra))
+            s3 = S3Hook(aws_conn_id=self.s3_conn_id).get_conn()
+            plan = self._plan(s3)
+            try:
+                self._copy(s3, opening.result(), plan, files)
+            except BaseException as exc:
+                failed = plan[len(files)][1]
+                partial = posixpath.basename(temporary_path(failed))
+                message = transfer_failure(
+                    exc,
+                    done=f"{len(files)} of {len(plan)} files",
+                    not_written=f"nothing was written at sftp:{failed} (a partial {partial} beside it, if any, "
+                    "is replaced by the next run)" + (f"; {len(files)} earlier files are complete" if files else ""),
+                )
+                if message is None:
+                    raise
+                raise AirflowException(message) from exc
         paths = [f["sftp_path"] for f in files]
         self.emit_asset_events(context, Lineage(
             inputs=s3_objects(self.s3_bucket, [f["s3_key"] for f in files]),
@@ -148,22 +157,21 @@ class S3ToSFTPOperator(LineageMixin, BaseOperator):
             extra={"paths": paths, "bytes": sum(f["bytes"] for f in files)}))
         return {"bucket": self.s3_bucket, "files": files, "bytes": sum(f["bytes"] for f in files)}
 
-    def _copy(self, s3: Any, ssh_hook: Any, plan: list[tuple[str, str, int, str | None]],
+    def _copy(self, s3: Any, sftp: Any, plan: list[tuple[str, str, int, str | None]],
               files: list[dict[str, Any]]) -> None:
         """Copy each planned object in turn, appending to ``files`` as each one is in place."""
-        with sftp_session(ssh_hook, self.ssh_transport, self.log) as sftp:
-            for key, path, size, etag in plan:
-                progress = Progress(self.log, f"s3://{self.s3_bucket}/{key} → sftp:{path}")
+        for key, path, size, etag in plan:
+            progress = Progress(self.log, f"s3://{self.s3_bucket}/{key} → sftp:{path}")
 
-                def chunks(reading, progress=progress):
-                    for chunk in reading:
-                        progress.add(0, len(chunk))
-                        yield chunk
+            def chunks(reading, progress=progress):
+                for chunk in reading:
+                    progress.add(0, len(chunk))
+                    yield chunk
 
-                # Every range pinned to the listed version: an object replaced meanwhile fails,
-                # it is not copied half old, half new. Closed at once if the write fails: no
-                # range is fetched for nothing.
-                with contextlib.closing(ranged_chunks(s3, self.s3_bucket, key, size, etag=etag)) as reading:
-                    written = put_atomically(sftp, chunks(reading), path, expected_size=size)
-                self.log.info("done: %s", progress.summary())
-                files.append({"s3_key": key, "sftp_path": path, "bytes": written})
+            # Every range pinned to the listed version: an object replaced meanwhile fails,
+            # it is not copied half old, half new. Closed at once if the write fails: no
+            # range is fetched for nothing.
+            with contextlib.closing(ranged_chunks(s3, self.s3_bucket, key, size, etag=etag)) as reading:
+                written = put_atomically(sftp, chunks(reading), path, expected_size=size)
+            self.log.info("done: %s", progress.summary())
+            files.append({"s3_key": key, "sftp_path": path, "bytes": written})
