@@ -21,14 +21,21 @@ def datasets(facets, side: str) -> list[tuple[str, str]]:
     return [(d.namespace, d.name) for d in getattr(facets, side)]
 
 
-def test_postgres_to_s3_names_the_tables_read_and_every_part_written(stack, pg, bucket):
+def test_postgres_to_s3_names_the_tables_read_and_every_part_written(stack, pg, bucket, monkeypatch):
+    import openlineage.common.sql
+
+    parsed = []
+    parse = openlineage.common.sql.parse
+    monkeypatch.setattr(openlineage.common.sql, "parse", lambda *a, **k: parsed.append(a) or parse(*a, **k))
     op = PostgresToS3Operator(
         task_id="export", postgres_conn_id="inside_airbnb", s3_bucket=bucket, s3_key="lineage/out.csv",
         query="SELECT n.id, a.t FROM numbers n LEFT JOIN public.awkward a ON a.id = n.id "
               "WHERE n.id <= %(last)s AND n.word LIKE '%%'",
         parameters={"last": 30}, max_rows_per_file=20)
     op.execute({})
+    assert parsed == []  # the task does not pay for the parser: only OpenLineage asks
     facets = op.get_openlineage_facets_on_complete(None)
+    assert len(parsed) == 1
     pg_namespace = f"postgres://127.0.0.1:{stack.settings.ports['postgres']}"
     assert sorted(datasets(facets, "inputs")) == [(pg_namespace, "inside_airbnb.public.awkward"),
                                                   (pg_namespace, "inside_airbnb.public.numbers")]

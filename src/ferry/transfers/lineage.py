@@ -34,6 +34,37 @@ class Lineage:
     #: ``s3://bucket/key`` of each object written, for asset aliases.
     uris: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: A query whose tables are inputs too, read only when OpenLineage asks (:class:`QueryInputs`).
+    query_inputs: QueryInputs | None = None
+
+    def all_inputs(self) -> list[Dataset]:
+        return self.inputs + (self.query_inputs.datasets() if self.query_inputs else [])
+
+
+@dataclass(frozen=True)
+class QueryInputs:
+    """The tables a PostgreSQL query reads, parsed when asked for, not when the query runs.
+
+    OpenLineage's SQL parser takes half a second to import, longer than many exports take, and
+    only OpenLineage wants its answer: the task does not pay for it (nor, without the
+    OpenLineage provider, does anyone). Taken off a thread of its own, the import cost the same
+    (it holds the GIL the export needs).
+    """
+
+    namespace: str
+    database: str
+    query: str
+
+    def datasets(self) -> list[Dataset]:
+        """One dataset per table, or none if the parser cannot read the query (never an error)."""
+        try:
+            from openlineage.common.sql import parse
+
+            meta = parse([_PLACEHOLDER.sub("NULL", self.query).replace("%%", "%")], dialect="postgres")
+        except Exception:  # lineage is a report; it must not fail the transfer
+            return []
+        return [postgres_table(self.namespace, self.database, f"{t.schema}.{t.name}" if t.schema else t.name)
+                for t in (meta.in_tables if meta else [])]
 
 
 def postgres_namespace(conn: Any) -> tuple[str, str]:
@@ -41,17 +72,9 @@ def postgres_namespace(conn: Any) -> tuple[str, str]:
     return f"postgres://{conn.info.host}:{conn.info.port}", conn.info.dbname
 
 
-def postgres_tables(conn: Any, query: str) -> list[Dataset]:
-    """The tables a query reads, or none if the parser cannot read the query (never an error)."""
-    try:
-        from openlineage.common.sql import parse
-
-        meta = parse([_PLACEHOLDER.sub("NULL", query).replace("%%", "%")], dialect="postgres")
-    except Exception:  # lineage is a report; it must not fail the transfer
-        return []
-    namespace, database = postgres_namespace(conn)
-    return [postgres_table(namespace, database, f"{t.schema}.{t.name}" if t.schema else t.name)
-            for t in (meta.in_tables if meta else [])]
+def postgres_query_inputs(conn: Any, query: str) -> QueryInputs:
+    """The tables ``query`` reads on a psycopg connection's database, to be parsed later."""
+    return QueryInputs(*postgres_namespace(conn), query)
 
 
 def postgres_table(namespace: str, database: str, table: str) -> Dataset:
@@ -62,10 +85,15 @@ def s3_objects(bucket: str, keys: list[str]) -> list[Dataset]:
     return [Dataset(f"s3://{bucket}", key) for key in keys]
 
 
-def wrote_to_s3(bucket: str, keys: list[str], inputs: list[Dataset], **extra: Any) -> Lineage:
+def wrote_to_s3(bucket: str, keys: list[str], inputs: list[Dataset] | QueryInputs, **extra: Any) -> Lineage:
     """The lineage of a transfer into S3: its inputs, the objects, and ``extra`` for asset events."""
-    return Lineage(inputs=inputs, outputs=s3_objects(bucket, keys), uris=[f"s3://{bucket}/{k}" for k in keys],
-                   extra={"bucket": bucket, "keys": keys, **extra})
+    lineage = Lineage(outputs=s3_objects(bucket, keys), uris=[f"s3://{bucket}/{k}" for k in keys],
+                      extra={"bucket": bucket, "keys": keys, **extra})
+    if isinstance(inputs, QueryInputs):
+        lineage.query_inputs = inputs
+    else:
+        lineage.inputs = inputs
+    return lineage
 
 
 class LineageMixin:
@@ -93,5 +121,5 @@ class LineageMixin:
         from airflow.providers.openlineage.extractors import OperatorLineage
 
         lineage = self.lineage or Lineage()
-        return OperatorLineage(inputs=[OLDataset(namespace=d.namespace, name=d.name) for d in lineage.inputs],
+        return OperatorLineage(inputs=[OLDataset(namespace=d.namespace, name=d.name) for d in lineage.all_inputs()],
                                outputs=[OLDataset(namespace=d.namespace, name=d.name) for d in lineage.outputs])

@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from ferry.transfers.compression import EXTENSIONS, Compression
 from ferry.transfers.failures import export_failure
-from ferry.transfers.lineage import LineageMixin, postgres_tables, wrote_to_s3
+from ferry.transfers.lineage import LineageMixin, postgres_query_inputs, wrote_to_s3
 from ferry.transfers.progress import Progress
 from ferry.transfers.s3_sink import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, check_upload_settings
 from ferry.transfers.s3_target import CONTENT_TYPES, open_s3_output
@@ -128,7 +128,7 @@ class PostgresToS3Operator(LineageMixin, BaseOperator):
                     **limits,
                 )
             manifest = output.commit()
-            inputs = postgres_tables(conn, self.query)
+            inputs = postgres_query_inputs(conn, self.query)  # parsed if OpenLineage asks
         except BaseException as exc:
             message = export_failure(exc, output, done=f"{progress.rows:,} rows", target=target)
             if message is None:
