@@ -179,10 +179,7 @@ def _openssh_sftp(hook: Any, extra: dict[str, Any]) -> Iterator[Any]:
                 sftp = paramiko.SFTPClient(sock)
             except (paramiko.SSHException, paramiko.sftp.SFTPError, OSError, EOFError) as exc:
                 sock.close()
-                try:
-                    ssh.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    ssh.kill()
+                _reap(ssh)
                 stderr.seek(0)
                 said = [line.strip() for line in stderr.read().decode(errors="replace").splitlines() if line.strip()]
                 reason = said[-1] if said else (f"no session within {deadline} s" if not watchdog.is_alive() else
@@ -201,11 +198,16 @@ def _openssh_sftp(hook: Any, extra: dict[str, Any]) -> Iterator[Any]:
             if sock is not None:
                 sock.close()
             if ssh is not None:
-                try:
-                    ssh.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    ssh.kill()
-                    ssh.wait()
+                _reap(ssh)
+
+
+def _reap(ssh: subprocess.Popen[bytes]) -> None:
+    """Wait for ssh, whose socket is closed, to exit; kill it if it has not within 10 s."""
+    try:
+        ssh.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        ssh.kill()
+        ssh.wait()
 
 
 def check_transport(transport: str) -> None:
