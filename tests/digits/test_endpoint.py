@@ -107,6 +107,33 @@ def test_kmeans_answers_in_the_format_accept_asks_for(runtime, endpoint_url, art
     assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 406
 
 
+def test_knn_answers_verbose_with_the_neighbours_when_asked(runtime, endpoint_url, splits, tmp_path):
+    """AWS's k-NN verbose mode through boto3: ``labels`` and ``distances`` of the k nearest,
+    nearest first, only for ``verbose=true``; checked against scikit-learn's neighbour search."""
+    import boto3
+    from sklearn.neighbors import NearestNeighbors
+
+    from ferry.digits.configs import image_uri
+    from ferry.sagemaker.algorithms import train_knn
+
+    (images, labels), _, (test_x, _) = splits
+    index, index_labels = images[:1000], labels[:1000]
+    train_knn({"k": "3", "feature_dim": "784", "sample_size": "1000", "predictor_type": "classifier"},
+              index, index_labels, tmp_path, log=lambda line: None)
+    deploy(endpoint_url, "knn-test", upload_model_dir(boto3.client("s3"), tmp_path, BUCKET, "tests/knn/model.tar.gz"),
+           image_uri("knn", "eu-west-1"))
+    distances, rows = NearestNeighbors(n_neighbors=3).fit(index).kneighbors(test_x[:4])
+    for accept in ("application/json", "application/json; verbose=true"):
+        answer = runtime.invoke_endpoint(EndpointName="knn-test", ContentType="application/x-recordio-protobuf",
+                                         Accept=accept, Body=recordio(test_x[:4]))
+        predictions = json.loads(answer["Body"].read())["predictions"]
+        if "verbose" not in accept:
+            assert all(set(p) == {"predicted_label"} for p in predictions)
+            continue
+        assert [p["labels"] for p in predictions] == index_labels[rows].astype(float).tolist()
+        assert np.allclose([p["distances"] for p in predictions], distances, rtol=1e-4)
+
+
 @pytest.mark.parametrize("endpoint", ["kmeans-test", "svm-test"])
 def test_every_request_format_gives_the_same_answer(runtime, endpoint_url, artifacts, splits, endpoint):
     _, _, (test_x, test_y) = splits

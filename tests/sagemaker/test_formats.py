@@ -55,3 +55,25 @@ def test_the_default_output_fn_encodes_as_the_toolkit(prediction):
     assert (np.load(io.BytesIO(body)) == np.load(io.BytesIO(encoders.array_to_npy(prediction)))).all()
     body, content_type = default_output_fn(prediction, "application/json")
     assert json.loads(body) == json.loads(encoders.array_to_json(prediction)) and content_type == "application/json"
+
+
+KNN_ANSWERS = [{"predicted_label": 2.0, "distances": [1.5, 2.0, 4.25], "labels": [2.0, 2.0, 0.0]}]
+
+
+def test_knn_neighbours_only_when_the_chosen_type_asks_for_verbose():
+    """AWS's k-NN formats: ``verbose=true`` adds ``distances`` and ``labels``; without it, the plain shape."""
+    fields = ("distances", "labels")
+    for accept in ("application/json", "*/*", "application/json; verbose=false",
+                   "text/html; verbose=true, application/json"):  # verbose on a type not chosen
+        body, _ = encode_predictions(KNN_ANSWERS, accept, fields)
+        assert json.loads(body) == {"predictions": [{"predicted_label": 2.0}]}, accept
+    for accept in ("application/json; verbose=true", "application/json;Verbose=TRUE", "text/html, */*; verbose=true"):
+        body, _ = encode_predictions(KNN_ANSWERS, accept, fields)
+        assert json.loads(body) == {"predictions": KNN_ANSWERS}, accept
+    body, _ = encode_predictions(KNN_ANSWERS, "application/jsonlines; verbose=true", fields)
+    assert [json.loads(line) for line in body.splitlines()] == KNN_ANSWERS
+    body, _ = encode_predictions(KNN_ANSWERS, "application/x-recordio-protobuf; verbose=true", fields)
+    record = record_pb2.Record()
+    record.ParseFromString(next(iter(_read_recordio(io.BytesIO(body)))))
+    assert {key: list(value.float32_tensor.values) for key, value in record.label.items()} == {
+        "predicted_label": [2.0], "distances": [1.5, 2.0, 4.25], "labels": [2.0, 2.0, 0.0]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor, NearestNeighbors
 
 from ferry.sagemaker.algorithms import AlgorithmError, train_knn
 from ferry.sagemaker.inference import load_builtin_model
@@ -31,6 +31,32 @@ def test_knn_answers_as_scikit_learn_does(tmp_path, data, predictor_type):
     # Votes tied between classes may resolve differently; there are few of them.
     agree = np.isclose(ours, reference, atol=1e-5).mean()
     assert agree >= (0.97 if predictor_type == "classifier" else 0.999), agree
+
+
+@pytest.mark.parametrize("predictor_type", ["classifier", "regressor"])
+def test_knn_neighbours_nearest_first_as_scikit_learn_finds_them(tmp_path, data, predictor_type):
+    """What verbose answers hold: the k nearest's labels and Euclidean distances, nearest first."""
+    features, labels = data
+    train_knn({"k": "5", "feature_dim": "12", "sample_size": "600", "predictor_type": predictor_type},
+              features, labels, tmp_path, log=lambda line: None)
+    queries = np.random.default_rng(7).normal(0, 1, (50, 12)).astype(np.float32)
+    answers = load_builtin_model(tmp_path).predict(queries)
+    distances, rows = NearestNeighbors(n_neighbors=5).fit(features).kneighbors(queries)
+    assert np.allclose([a["distances"] for a in answers], distances, rtol=1e-4, atol=1e-4)
+    assert [a["labels"] for a in answers] == labels[rows].tolist()
+    if predictor_type == "regressor":
+        assert np.allclose([a["predicted_label"] for a in answers], labels[rows].mean(axis=1), atol=1e-5)
+
+
+def test_knn_cosine_distances_are_one_minus_the_similarity(tmp_path, data):
+    features, labels = data
+    train_knn({"k": "3", "feature_dim": "12", "sample_size": "600", "predictor_type": "classifier",
+               "index_metric": "COSINE"}, features, labels, tmp_path, log=lambda line: None)
+    queries = np.random.default_rng(8).normal(0, 1, (20, 12)).astype(np.float32)
+    answers = load_builtin_model(tmp_path).predict(queries)
+    distances, rows = NearestNeighbors(n_neighbors=3, metric="cosine").fit(features).kneighbors(queries)
+    assert np.allclose([a["distances"] for a in answers], distances, atol=1e-5)
+    assert [a["labels"] for a in answers] == labels[rows].tolist()
 
 
 def test_knn_refuses_what_aws_refuses(tmp_path, data):

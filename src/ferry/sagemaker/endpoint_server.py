@@ -181,7 +181,7 @@ class BuiltinServable:
             log.exception("the %s model failed", self.algorithm)
             raise RequestError(424, "ModelError", f"the model failed: {type(exc).__name__}") from None
         try:
-            return encode_predictions(predictions, accept)
+            return encode_predictions(predictions, accept, self.model.verbose_fields)
         except UnsupportedAccept as exc:
             raise RequestError(406, "ValidationError", str(exc)) from None
 

@@ -5,8 +5,10 @@
   ``{"predictions": [{"closest_cluster": 1.0, "distance_to_cluster": 3.2}, …]}``;
 - ``application/jsonlines``: one such object per line;
 - ``application/x-recordio-protobuf``: one RecordIO record per prediction, its ``label`` map
-  holding each field as a one-value float32 tensor (what the SageMaker SDK's KMeans and KNN
-  predictors read with their ``RecordDeserializer``).
+  holding each field as a float32 tensor (what the SageMaker SDK's KMeans and KNN
+  predictors read with their ``RecordDeserializer``);
+- with ``verbose=true`` on the chosen type, k-NN's answers also hold the k nearest
+  neighbours' ``distances`` and ``labels``, nearest first.
 
 Anything else is refused (a 4xx) rather than answered in a format the client cannot read.
 Tests check the RecordIO against AWS's own protobuf definition (``sagemaker_training.record_pb2``).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import numpy as np
 
@@ -46,11 +49,28 @@ def csv_label_size(content_type: str, *, default: int) -> int:
     return default
 
 
-def encode_predictions(predictions: list[dict[str, float]], accept: str) -> tuple[bytes, str]:
-    """(body, content type) of ``predictions`` for ``accept`` (its first listed type we answer)."""
-    for offered in accepted_media(accept):
-        if offered in ("*/*", "application/*", JSON):
-            return json.dumps({"predictions": predictions}).encode(), JSON
+def _accept_ranges(accept: str) -> list[tuple[str, bool]]:
+    """(media type, ``verbose=true`` among its parameters) for each range an ``Accept`` lists."""
+    ranges = []
+    for part in (accept or "*/*").split(","):
+        media, *parameters = part.split(";")
+        verbose = any(name.strip().lower() == "verbose" and value.strip().lower() == "true"
+                      for name, _, value in (p.partition("=") for p in parameters))
+        ranges.append((media.strip().lower(), verbose))
+    return ranges
+
+
+def encode_predictions(predictions: list[dict[str, Any]], accept: str,
+                       verbose_fields: tuple[str, ...] = ()) -> tuple[bytes, str]:
+    """(body, content type) of ``predictions`` for ``accept`` (its first listed type we answer).
+
+    ``verbose_fields`` are left out unless that type carries ``verbose=true`` (k-NN's neighbours).
+    """
+    for offered, verbose in _accept_ranges(accept):
+        if offered not in ("*/*", "application/*", JSON, JSONLINES, RECORDIO):
+            continue
+        if verbose_fields and not verbose:
+            predictions = [{k: v for k, v in p.items() if k not in verbose_fields} for p in predictions]
         if offered == JSONLINES:
             return "".join(json.dumps(p) + "\n" for p in predictions).encode(), JSONLINES
         if offered == RECORDIO:
@@ -58,4 +78,5 @@ def encode_predictions(predictions: list[dict[str, float]], accept: str) -> tupl
             for prediction in predictions:
                 write_recordio(buffer, encode_label_map({k: np.float32(v) for k, v in prediction.items()}))
             return buffer.getvalue(), RECORDIO
+        return json.dumps({"predictions": predictions}).encode(), JSON
     raise UnsupportedAccept(f"Accept {accept[:100]!r} is not answered here; ask for {JSON}, {JSONLINES} or {RECORDIO}")

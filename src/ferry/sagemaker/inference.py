@@ -23,6 +23,7 @@ class KMeansModel:
     """
 
     algorithm = "kmeans"
+    verbose_fields: tuple[str, ...] = ()  # AWS documents no verbose answer for k-means
 
     def __init__(self, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
         self.metadata = metadata
@@ -40,9 +41,18 @@ class KMeansModel:
 
 
 class KnnModel:
-    """``{"predicted_label": …}`` per record: the vote (classifier) or mean (regressor) of the k nearest."""
+    """``{"predicted_label": …}`` per record: the vote (classifier) or mean (regressor) of the k nearest.
+
+    Each answer also holds what AWS's verbose mode (``Accept: …; verbose=true``) adds: the k
+    nearest neighbours' ``labels`` and ``distances``, nearest first — Euclidean distances for
+    ``L2``, one minus the cosine similarity for ``COSINE``. For ``INNER_PRODUCT`` AWS's
+    documentation says nothing of the values; ferry gives the inner products (largest first).
+    The encoder drops them unless verbose was asked for (:attr:`verbose_fields`).
+    """
 
     algorithm = "knn"
+    #: What an answer holds beyond the default shape, for verbose requests only.
+    verbose_fields = ("distances", "labels")
 
     def __init__(self, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
         self.metadata = metadata
@@ -78,12 +88,26 @@ class KnnModel:
             score = -dots / np.where(norms > 0, norms, 1)
         k = min(self.k, len(self.index))
         nearest = np.argpartition(score, k - 1, axis=1)[:, :k]
-        if not self.classifier:
-            return [{"predicted_label": float(v)} for v in self.labels[nearest].mean(axis=1)]
-        classes = len(self.classes)
-        cells = (np.arange(len(x))[:, None] * classes + self.label_ids[nearest]).ravel()
-        votes = np.bincount(cells, minlength=len(x) * classes).reshape(len(x), classes)
-        return [{"predicted_label": float(self.classes[i])} for i in votes.argmax(axis=1)]
+        nearest_scores = np.take_along_axis(score, nearest, axis=1)
+        order = np.argsort(nearest_scores, axis=1, kind="stable")
+        nearest, nearest_scores = (np.take_along_axis(a, order, axis=1) for a in (nearest, nearest_scores))
+        if self.metric == "L2":
+            distances = np.sqrt(np.maximum(nearest_scores + (x ** 2).sum(axis=1)[:, None], 0))
+        elif self.metric == "INNER_PRODUCT":
+            distances = -nearest_scores
+        else:
+            distances = 1 + nearest_scores
+        neighbours = self.labels[nearest]
+        if self.classifier:
+            classes = len(self.classes)
+            cells = (np.arange(len(x))[:, None] * classes + self.label_ids[nearest]).ravel()
+            votes = np.bincount(cells, minlength=len(x) * classes).reshape(len(x), classes)
+            predicted = self.classes[votes.argmax(axis=1)]
+        else:
+            predicted = neighbours.mean(axis=1)
+        return [{"predicted_label": float(p), "distances": d, "labels": n}
+                for p, d, n in zip(predicted.tolist(), distances.tolist(), neighbours.tolist(), strict=True)]
+
 
 
 BUILTIN_MODELS: dict[str, type[KMeansModel] | type[KnnModel]] = {"kmeans": KMeansModel, "knn": KnnModel}
