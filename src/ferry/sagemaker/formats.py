@@ -33,7 +33,7 @@ class UnsupportedAccept(ValueError):
 
 def accepted_media(accept: str) -> list[str]:
     """The media types an ``Accept`` header lists, in its order, without parameters (none: ``*/*``)."""
-    return [part.split(";")[0].strip().lower() for part in (accept or "*/*").split(",")]
+    return [media for media, _ in _accept_ranges(accept)]
 
 
 def csv_label_size(content_type: str, *, default: int) -> int:

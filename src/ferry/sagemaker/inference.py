@@ -109,7 +109,6 @@ class KnnModel:
                 for p, d, n in zip(predicted.tolist(), distances.tolist(), neighbours.tolist(), strict=True)]
 
 
-
 BUILTIN_MODELS: dict[str, type[KMeansModel] | type[KnnModel]] = {"kmeans": KMeansModel, "knn": KnnModel}
 
 

@@ -85,15 +85,11 @@ def s3_objects(bucket: str, keys: list[str]) -> list[Dataset]:
     return [Dataset(f"s3://{bucket}", key) for key in keys]
 
 
-def wrote_to_s3(bucket: str, keys: list[str], inputs: list[Dataset] | QueryInputs, **extra: Any) -> Lineage:
+def wrote_to_s3(bucket: str, keys: list[str], inputs: list[Dataset], *, query_inputs: QueryInputs | None = None,
+                **extra: Any) -> Lineage:
     """The lineage of a transfer into S3: its inputs, the objects, and ``extra`` for asset events."""
-    lineage = Lineage(outputs=s3_objects(bucket, keys), uris=[f"s3://{bucket}/{k}" for k in keys],
-                      extra={"bucket": bucket, "keys": keys, **extra})
-    if isinstance(inputs, QueryInputs):
-        lineage.query_inputs = inputs
-    else:
-        lineage.inputs = inputs
-    return lineage
+    return Lineage(inputs=inputs, outputs=s3_objects(bucket, keys), uris=[f"s3://{bucket}/{k}" for k in keys],
+                   extra={"bucket": bucket, "keys": keys, **extra}, query_inputs=query_inputs)
 
 
 class LineageMixin:

@@ -77,9 +77,12 @@ class OpenSSHSocket:
         return "openssh"
 
 
-def connection_extra(hook: Any) -> dict[str, Any]:
-    """The connection's extras (``private_key`` and its passphrase are not kept on the hook)."""
-    return hook.get_connection(hook.ssh_conn_id).extra_dejson if hook.ssh_conn_id else {}
+def connection_extra(hook: Any, transport: str = "auto") -> dict[str, Any]:
+    """The connection's extras (``private_key`` and its passphrase are not kept on the hook); none
+    looked up for ``transport='paramiko'``, which needs only the hook."""
+    if transport == "paramiko" or not hook.ssh_conn_id:
+        return {}
+    return hook.get_connection(hook.ssh_conn_id).extra_dejson
 
 
 def openssh_refusal(hook: Any, extra: dict[str, Any] | None = None) -> str | None:
@@ -226,7 +229,7 @@ def sftp_session(hook: Any, transport: SSHTransport = "auto", log: Any = None,
     """
     check_transport(transport)
     if extra is None:  # looked up once per session
-        extra = connection_extra(hook) if transport != "paramiko" else {}
+        extra = connection_extra(hook, transport)
     refusal = openssh_refusal(hook, extra) if transport != "paramiko" else "ssh_transport='paramiko'"
     if transport == "openssh" and refusal:
         raise ValueError(f"ssh_transport='openssh' cannot carry connection {hook.ssh_conn_id!r}: {refusal}")

@@ -128,7 +128,7 @@ class PostgresToS3Operator(LineageMixin, BaseOperator):
                     **limits,
                 )
             manifest = output.commit()
-            inputs = postgres_query_inputs(conn, self.query)  # parsed if OpenLineage asks
+            query_inputs = postgres_query_inputs(conn, self.query)  # parsed if OpenLineage asks
         except BaseException as exc:
             message = export_failure(exc, output, done=f"{progress.rows:,} rows", target=target)
             if message is None:
@@ -144,6 +144,6 @@ class PostgresToS3Operator(LineageMixin, BaseOperator):
         if manifest["deleted_stale_parts"]:
             self.log.info("deleted %d parts left by an earlier, larger run", len(manifest["deleted_stale_parts"]))
         keys = [f["key"] for f in manifest["files"]]
-        self.emit_asset_events(context, wrote_to_s3(self.s3_bucket, keys, inputs, rows=manifest["rows"],
-                                                    bytes=manifest["bytes"]))
+        self.emit_asset_events(context, wrote_to_s3(self.s3_bucket, keys, [], query_inputs=query_inputs,
+                                                    rows=manifest["rows"], bytes=manifest["bytes"]))
         return manifest

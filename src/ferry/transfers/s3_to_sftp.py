@@ -124,7 +124,7 @@ class S3ToSFTPOperator(LineageMixin, BaseOperator):
 
         ssh_hook = SSHHook(ssh_conn_id=self.sftp_conn_id)
         # Looked up here, not on the opening thread: connections come from Airflow's supervisor.
-        extra = connection_extra(ssh_hook) if self.ssh_transport != "paramiko" else {}
+        extra = connection_extra(ssh_hook, self.ssh_transport)
         namespace = f"sftp://{ssh_hook.remote_host}:{ssh_hook.port or 22}"
         files: list[dict[str, Any]] = []
         # The SSH session opens (key exchange and login: ~0.2 s, mostly ssh's and sshd's CPU)
