@@ -216,7 +216,7 @@ def test_a_lying_content_length_is_a_4xx(endpoint_url):
 @pytest.mark.parametrize("endpoint", ["kmeans-test", "svm-test"])
 def test_concurrent_requests_each_get_their_own_answer(runtime, endpoint_url, artifacts, splits, svm_model,
                                                        kmeans_model_dir, endpoint):
-    """k-means predicts requests that arrive together in one batch, the script runs in threads:
+    """k-means predicts requests that arrive together in one batch, the script their rows in one call:
     answers must not mix."""
     from concurrent.futures import ThreadPoolExecutor
 

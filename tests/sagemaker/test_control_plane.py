@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -565,6 +567,86 @@ def test_script_mode_trains_with_sagemakers_environment_and_serves_with_the_user
     assert refused.value.response["Error"]["Code"] == "ValidationError"
     assert "input_fn refused" in refused.value.response["Error"]["Message"]
     sm.delete_endpoint(EndpointName=name)
+
+
+SERVING_SCRIPT = """
+import json, os
+
+import helper  # a module beside the script, by its bare name, as the toolkit allows
+
+
+def model_fn(model_dir):
+    print("loading the model from", model_dir)
+    return {"pid": os.getpid(), "model_dir": model_dir}
+
+
+def transform_fn(model, body, content_type, accept):
+    if json.loads(body).get("exit"):
+        os._exit(7)  # the process dies mid-request, as a segfault or the OOM killer would
+    return json.dumps({**model, "env": dict(os.environ), "module": __name__, "helper": helper.NAME,
+                       "model_dir_exists": os.path.isdir(os.environ["SM_MODEL_DIR"])}), "application/json"
+"""
+
+
+def test_a_script_model_serves_in_a_process_of_its_own_with_its_environment(stack, sm, s3):
+    """As SageMaker runs a model in a container of its own: the model's Environment in
+    os.environ, nothing of the stack's (not even the S3 key pair the server holds); a process
+    that dies fails its request and is started again; one that loses its server goes too."""
+    from ferry.stack.process import read_pid
+
+    name = unique("own-process")
+    key = f"{name}/sourcedir.tar.gz"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=source_bundle({"serve.py": SERVING_SCRIPT,
+                                                               "helper.py": "NAME = 'the helper'\n"}))
+    s3.put_object(Bucket=BUCKET, Key=f"{name}/model.tar.gz", Body=source_bundle({"weights.txt": "1"}))
+    sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
+        "Image": SKLEARN, "ModelDataUrl": f"s3://{BUCKET}/{name}/model.tar.gz",
+        "Environment": {"SAGEMAKER_PROGRAM": "serve.py", "SAGEMAKER_SUBMIT_DIRECTORY": f"s3://{BUCKET}/{key}",
+                        "MY_SERVING_SETTING": "blue"}})
+    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    assert wait_endpoint(sm, name)["EndpointStatus"] == "InService"
+    runtime = boto3.client("sagemaker-runtime")
+
+    def ask(request: dict) -> dict:
+        answer = runtime.invoke_endpoint(EndpointName=name, ContentType="application/json", Body=json.dumps(request))
+        return json.loads(answer["Body"].read())
+
+    seen = ask({})
+    environment, server = seen["env"], read_pid(stack.service("endpoint").pid_file)
+    assert environment["MY_SERVING_SETTING"] == "blue" and environment["SAGEMAKER_PROGRAM"] == "serve.py"
+    assert seen["model_dir_exists"] and environment["SM_MODEL_DIR"] == seen["model_dir"]
+    assert (seen["module"], seen["helper"]) == ("serve", "the helper")
+    leaked = [(secret, variable) for secret, value in stack_secrets(stack).items()
+              for variable, text in environment.items() if value in text]
+    assert not leaked, leaked
+    assert not [variable for variable in environment if variable.startswith(("AIRFLOW", "AWS_", "PG", "FERRY"))]
+    first = seen["pid"]
+    assert first != server and Path(f"/proc/{first}/stat").read_text().split()[3] == str(server)
+
+    with pytest.raises(ClientError) as failed:
+        ask({"exit": True})
+    assert failed.value.response["Error"]["Code"] == "ModelError"
+    assert "exited with status 7" in failed.value.response["Error"]["Message"]
+    second = ask({})["pid"]
+    assert second != first  # started again for the next request
+
+    # The endpoint server killed outright: its model process goes with it, and comes back with it.
+    service = stack.service("endpoint")
+    os.kill(server, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{second}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{second}").exists()
+    service.start()
+    third = ask({})["pid"]
+    assert third not in (first, second)
+    sm.delete_endpoint(EndpointName=name)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{third}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{third}").exists()
 
 
 def test_the_sagemaker_servers_run_without_the_stacks_other_secrets(stack):

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from ferry.sagemaker.algorithms import AlgorithmError
-from ferry.sagemaker.endpoint_server import RequestError, ScriptServable
+from ferry.sagemaker.model_process import ScriptServable
 from ferry.sagemaker.script_mode import ScriptModel
+from ferry.sagemaker.serving import RequestError
 
 
 def script(**handlers) -> types.ModuleType:
@@ -87,3 +88,86 @@ def test_a_failing_transform_fn_is_a_model_error():
     with pytest.raises(RequestError) as failed:
         invoke(ScriptModel(script(transform_fn=transform_fn), None, "s.py"), "text/csv", "", b"1")
     assert (failed.value.status, failed.value.error_type) == (424, "ModelError")
+
+
+# -- the model's own process (ferry.sagemaker.model_process), started for real, no stack ---------------
+
+def model_process(tmp_path, script_text: str, environment: dict[str, str] | None = None):
+    from ferry.sagemaker.model_process import ModelProcess
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "serve.py").write_text(script_text)
+    (tmp_path / "model").mkdir()
+    return ModelProcess("unit", tmp_path / "model", code, {"SAGEMAKER_PROGRAM": "serve.py", **(environment or {})})
+
+
+SLOW_OR_EXITING = """
+import sys, time
+
+def model_fn(model_dir):
+    return None
+
+def transform_fn(model, body, content_type, accept):
+    if body == b"exit":
+        sys.exit(3)  # in the user's code: a ModelError for this request, not the process's end
+    if body == b"slow":
+        time.sleep(3)
+    return b"ok", "text/plain"
+"""
+
+
+def test_a_model_that_exits_or_hangs_fails_its_request_only(tmp_path, monkeypatch):
+    from ferry.sagemaker import model_process as module
+
+    monkeypatch.setattr(module, "INVOCATION_TIMEOUT", 0.5)
+    process = model_process(tmp_path, SLOW_OR_EXITING)
+
+    async def scenario():
+        await process.start()
+        try:
+            with pytest.raises(RequestError) as exited:
+                await process.invoke("application/octet-stream", "*/*", b"exit")
+            assert (exited.value.status, exited.value.error_type) == (424, "ModelError")
+            assert "SystemExit" in exited.value.message
+            with pytest.raises(RequestError) as slow:
+                await process.invoke("application/octet-stream", "*/*", b"slow")
+            assert "did not answer within 0.5 seconds" in slow.value.message
+            await asyncio.sleep(3)  # the slow answer holds its own process (as one container), then it serves
+            assert await process.invoke("application/octet-stream", "*/*", b"x") == (b"ok", "text/plain")
+        finally:
+            await process.close(drain_timeout=0)
+        return process.process.returncode
+
+    assert asyncio.run(scenario()) == 0  # it ended when its socket closed
+
+
+@pytest.mark.parametrize(("script_text", "reason"), [
+    ("def model_fn(model_dir):\n    raise RuntimeError('weights are corrupt')\n", "RuntimeError: weights are corrupt"),
+    ("import os\ndef model_fn(model_dir):\n    os._exit(9)\n", "exited with status 9 while loading"),
+    ("x = 1\n", "has no model_fn"),
+], ids=["raises", "dies", "no-model-fn"])
+def test_a_model_that_does_not_load_says_why(tmp_path, script_text, reason):
+    process = model_process(tmp_path, script_text)
+    with pytest.raises(AlgorithmError, match=reason):
+        asyncio.run(process.start())
+
+
+def test_messages_cut_short_or_out_of_bounds_are_refused():
+    from ferry.sagemaker.model_process import ProtocolError, _answer, read_message
+
+    async def read(data: bytes):
+        reader = asyncio.StreamReader()
+        reader.feed_data(data)
+        reader.feed_eof()
+        return await read_message(reader)
+
+    assert asyncio.run(read(b"")) is None
+    for hostile in (b"\x00\x00", b"\x00\x00\x00\x05\x00\x00\x00\x00{\"a\"", b"\x7f\xff\xff\xff\x00\x00\x00\x00",
+                    b"\x00\x00\x00\x01\x00\x00\x00\x00[", b"\x00\x00\x00\x02\x00\x00\x00\x00[]"):
+        with pytest.raises(ProtocolError):
+            asyncio.run(read(hostile))
+    for header in ({"status": 500, "error_type": "X", "message": "m"}, {"status": 200}, {"status": "200"}):
+        with pytest.raises(RequestError) as refused:
+            _answer(header, b"")
+        assert (refused.value.status, refused.value.error_type) == (424, "ModelError")

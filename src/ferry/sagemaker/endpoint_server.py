@@ -8,10 +8,10 @@ or ``endpoint_url``), exactly as it reaches SageMaker:
   ``application/json`` (``{"instances": [{"features": [...]}]}``) with exactly the model's
   ``feature_dim`` values per record, and answers ``{"predictions": [...]}`` in its algorithm's
   shape (ferry.sagemaker.inference). A script-mode model's own ``input_fn``/``output_fn`` decide
-  (ferry.sagemaker.script_mode). Errors come as SageMaker's do (``x-amzn-ErrorType`` + JSON
-  ``message``), so botocore raises the same ``ClientError`` codes: ``ValidationError`` (4xx)
-  for a body that cannot be read, ``ModelError`` (424) when the model itself fails. No body
-  gets a 500.
+  (ferry.sagemaker.script_mode), in the model's own process (ferry.sagemaker.model_process).
+  Errors come as SageMaker's do (``x-amzn-ErrorType`` + JSON ``message``), so botocore raises
+  the same ``ClientError`` codes: ``ValidationError`` (4xx) for a body that cannot be read,
+  ``ModelError`` (424) when the model itself fails. No body gets a 500.
 - ``GET /ping`` and ``POST /invocations``: the model container's contract, for one endpoint.
 - ``PUT /endpoints/{name}`` with ``{"ModelDataUrl": "s3://…/model.tar.gz", "Image": …,
   "Environment": {…}}``: the deploy step, which the control plane makes for
@@ -26,7 +26,8 @@ Why uvicorn and a bare ASGI callable rather than a web framework: the latency ta
 milliseconds at 16 concurrent clients on two cores, and a framework's routing and validation
 cost more per request than the prediction itself. Models predict on the event loop, batched
 where they allow it (see :class:`Batcher`): they take well under a millisecond, less than
-handing them to a thread would (see :class:`ScriptServable`).
+handing them to a thread would. A script-mode model runs in a process of its own, with its own
+environment (ferry.sagemaker.model_process), as SageMaker gives it a container.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ import numpy as np
 
 from ferry.sagemaker.archives import MAX_EXPANDED_BYTES, fetch_tar_gz
 from ferry.sagemaker.formats import UnsupportedAccept, csv_label_size, encode_predictions
+from ferry.sagemaker.model_process import ModelProcess
 from ferry.sagemaker.recordio import iter_records
+from ferry.sagemaker.serving import Batcher, RequestError
 from ferry.sagemaker.store import private_directory
 
 log = logging.getLogger("ferry.endpoint")
@@ -59,14 +62,6 @@ MAX_PAYLOAD = 6 * 1024 * 1024
 MAX_ARTIFACT_BYTES = 1024 * 1024 * 1024
 INVOCATION_PATH = re.compile(r"^/endpoints/([A-Za-z0-9](?:-*[A-Za-z0-9]){0,62})/invocations$")
 ENDPOINT_PATH = re.compile(r"^/endpoints/([A-Za-z0-9](?:-*[A-Za-z0-9]){0,62})$")
-
-
-class RequestError(Exception):
-    """Answered as SageMaker answers: a status, an error type and a message."""
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.error_type, self.message = status, error_type, message
 
 
 def parse_features(content_type: str, body: bytes, feature_dim: int) -> np.ndarray:
@@ -106,42 +101,6 @@ def parse_features(content_type: str, body: bytes, feature_dim: int) -> np.ndarr
     if not np.isfinite(features).all():
         raise RequestError(400, "ValidationError", "features must be finite numbers")
     return features
-
-
-class Batcher:
-    """Predicts, in one call, every request that arrived in the same turn of the event loop.
-
-    Under load, several requests are parsed before the loop comes back to this batch: one
-    prediction for 16 records costs little more than one for a single record (it is matrix
-    arithmetic), so throughput rises with load instead of latency. Alone, a request
-    waits for nothing: the batch runs as soon as the loop is free.
-    """
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self._pending: list[tuple[np.ndarray, asyncio.Future]] = []
-
-    async def predict(self, images: np.ndarray) -> list[dict[str, Any]]:
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((images, future))
-        if len(self._pending) == 1:
-            asyncio.get_running_loop().call_soon(self._run)
-        return await future
-
-    def _run(self) -> None:
-        batch, self._pending = self._pending, []
-        try:
-            predictions = self.model.predict(np.vstack([images for images, _ in batch]))
-        except Exception as exc:  # every request of the batch gets the model's error
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        start = 0
-        for images, future in batch:
-            if not future.done():  # a client that went away cancels its future
-                future.set_result(predictions[start:start + len(images)])
-            start += len(images)
 
 
 class Registry:
@@ -185,74 +144,11 @@ class BuiltinServable:
         except UnsupportedAccept as exc:
             raise RequestError(406, "ValidationError", str(exc)) from None
 
+    async def start(self) -> None:
+        """Nothing to start: the model is in this process's memory."""
 
-class ScriptServable:
-    """A script-mode model: the user's input_fn/predict_fn/output_fn, on the event loop.
-
-    On the loop, as the built-in models are, because a thread costs more than the prediction:
-    measured at 16 clients with ferry's classifier (0.3 ms a prediction), a thread pool gave 573
-    requests/s, one dedicated thread 1,147, the loop 1,969 (bench/RESULTS.md). The price: a slow
-    script slows every endpoint of this server, where SageMaker would give it a container of its
-    own. A script that declares ``ROW_BATCHING = True`` has the rows of requests that arrive
-    together predicted in one ``predict_fn`` call (see :class:`Batcher`).
-    """
-
-    def __init__(self, model: Any) -> None:
-        self.model, self.algorithm = model, f"script:{model.program}"
-        #: One batcher per row width: a request of the wrong width must not fail the others' batch.
-        self.batchers: dict[int, Batcher] = {}
-
-    async def invoke(self, content_type: str, accept: str, body: bytes) -> tuple[bytes, str]:
-        from ferry.sagemaker.script_mode import InputRejected
-
-        if self.model.transform_fn is not None:
-            return self._transform(content_type, accept, body)
-        try:
-            data = self.model.read(body, content_type)
-        except InputRejected as exc:
-            raise RequestError(400, "ValidationError", f"the model's input_fn refused the body: {str(exc)[:300]}") \
-                from None
-        try:
-            if self.model.row_batching and isinstance(data, np.ndarray) and data.ndim == 2:
-                batcher = self.batchers.get(data.shape[1])
-                if batcher is None:
-                    batcher = self.batchers[data.shape[1]] = Batcher(_RowPredictor(self.model))
-                prediction = np.asarray(await batcher.predict(data))
-            else:
-                prediction = self.model.predict(data)
-            return self.model.write(prediction, accept)
-        except UnsupportedAccept as exc:
-            raise RequestError(406, "ValidationError", str(exc)) from None
-        except Exception as exc:
-            raise self._model_error(exc) from None
-
-    def _transform(self, content_type: str, accept: str, body: bytes) -> tuple[bytes, str]:
-        """The script's transform_fn: the whole request is its own (no row batching)."""
-        from ferry.sagemaker.script_mode import InputRejected
-
-        try:
-            return self.model.transform(body, content_type, accept)
-        except InputRejected as exc:
-            raise RequestError(400, "ValidationError", str(exc)[:300]) from None
-        except Exception as exc:
-            raise self._model_error(exc) from None
-
-    def _model_error(self, exc: Exception) -> RequestError:
-        log.warning("%s failed: %s: %s", self.model.program, type(exc).__name__, exc)
-        return RequestError(424, "ModelError", f"the model failed: {type(exc).__name__}: {str(exc)[:300]}")
-
-
-class _RowPredictor:
-    """A row-batching script's predict_fn in the shape :class:`Batcher` calls."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def predict(self, rows: np.ndarray) -> Any:
-        prediction = self.model.predict(rows)
-        if len(prediction) != len(rows):
-            raise ValueError(f"ROW_BATCHING: predict_fn answered {len(prediction)} rows for {len(rows)}")
-        return prediction
+    async def close(self, drain_timeout: float = 0) -> None:
+        """Nothing to stop: requests already batched keep their reference to the model."""
 
 
 def fetch_artifact(s3: Any, model_data_url: str, directory: Path, *, max_bytes: int = MAX_ARTIFACT_BYTES,
@@ -262,17 +158,19 @@ def fetch_artifact(s3: Any, model_data_url: str, directory: Path, *, max_bytes: 
                  max_expanded=max_expanded)
 
 
-def load_servable(s3: Any, model_data_url: str, image: str | None, environment: dict[str, str],
-                  directory: Path) -> BuiltinServable | ScriptServable:
-    """The model behind a deploy request, ready to serve; ValueError (or AlgorithmError) with the reason."""
+def load_servable(s3: Any, name: str, model_data_url: str, image: str | None, environment: dict[str, str],
+                  directory: Path) -> BuiltinServable | ModelProcess:
+    """The model behind a deploy request, fetched and ready to ``start()``; ValueError (or
+    AlgorithmError) with the reason. A script-mode model's code is fetched here too: its own
+    process (ferry.sagemaker.model_process) gets no S3 key pair."""
     from ferry.sagemaker.algorithms import is_script_mode_image
     from ferry.sagemaker.inference import load_builtin_model
-    from ferry.sagemaker.script_mode import load_script_model
+    from ferry.sagemaker.script_mode import script_code_dir
 
-    script_mode = image is not None and is_script_mode_image(image)
     fetch_artifact(s3, model_data_url, directory / "model")
-    if script_mode:
-        return ScriptServable(load_script_model(directory / "model", environment, s3))
+    if image is not None and is_script_mode_image(image):
+        code_dir = script_code_dir(directory / "model", environment, s3)
+        return ModelProcess(name, directory / "model", code_dir, environment)
     return BuiltinServable(load_builtin_model(directory / "model"))
 
 
@@ -286,7 +184,7 @@ class EndpointServer:
         self.deployer, self.region = deployer, region
         #: Unpacked model archives, one directory per deploy; emptied at start (restores re-fetch).
         self.models_dir = models_dir or registry.path.parent / "models"
-        self.models: dict[str, BuiltinServable | ScriptServable] = {}
+        self.models: dict[str, BuiltinServable | ModelProcess] = {}
         self.model_dirs: dict[str, Path] = {}
         self.descriptions: dict[str, dict[str, Any]] = {}
         self._s3_client_factory = s3_client_factory or _default_s3_client
@@ -294,10 +192,10 @@ class EndpointServer:
 
     # -- deploying ------------------------------------------------------------------------
 
-    def _load(self, request: dict[str, Any]) -> tuple[BuiltinServable | ScriptServable, Path]:
+    def _load(self, name: str, request: dict[str, Any]) -> tuple[BuiltinServable | ModelProcess, Path]:
         directory = self.models_dir / uuid.uuid4().hex
         try:
-            servable = load_servable(self._s3_client_factory(), request["ModelDataUrl"], request.get("Image"),
+            servable = load_servable(self._s3_client_factory(), name, request["ModelDataUrl"], request.get("Image"),
                                      request.get("Environment") or {}, directory)
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
@@ -306,16 +204,20 @@ class EndpointServer:
 
     async def deploy(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
         async with self._deploy_lock:
-            servable, directory = await asyncio.to_thread(self._load, request)
+            servable, directory = await asyncio.to_thread(self._load, name, request)
+            try:
+                await servable.start()
+            except BaseException:
+                await asyncio.to_thread(shutil.rmtree, directory, True)
+                raise
             description = {"EndpointName": name, "ModelDataUrl": request["ModelDataUrl"],
                            "EndpointStatus": "InService", "Algorithm": servable.algorithm,
                            **{k: request[k] for k in ("Image", "Environment") if request.get(k)}}
-            self.models[name] = servable  # the swap: requests already queued keep the old model
+            old_servable = self.models.get(name)
+            self.models[name] = servable  # the swap: requests already sent keep the old model
             self.descriptions[name] = description
-            old = self.model_dirs.pop(name, None)
+            await self._retire(name, old_servable)
             self.model_dirs[name] = directory
-            if old is not None:
-                await asyncio.to_thread(shutil.rmtree, old, True)
             await asyncio.to_thread(self.registry.write, self.descriptions)
             log.warning("endpoint %s serves %s (%s)", name, request["ModelDataUrl"], servable.algorithm)
             return description
@@ -324,12 +226,17 @@ class EndpointServer:
         async with self._deploy_lock:
             if name not in self.descriptions:  # 404: the control plane deletes what is not here without fuss
                 raise RequestError(404, "ValidationError", f"Endpoint {name} not found.")
-            self.models.pop(name, None)
             del self.descriptions[name]
-            old = self.model_dirs.pop(name, None)
-            if old is not None:
-                await asyncio.to_thread(shutil.rmtree, old, True)
+            await self._retire(name, self.models.pop(name, None))
             await asyncio.to_thread(self.registry.write, self.descriptions)
+
+    async def _retire(self, name: str, servable: BuiltinServable | ModelProcess | None) -> None:
+        """An endpoint's former model: its requests finish, then its process and files go."""
+        if servable is not None:
+            await servable.close()
+        old = self.model_dirs.pop(name, None)
+        if old is not None:
+            await asyncio.to_thread(shutil.rmtree, old, True)
 
     async def restore(self) -> None:
         await asyncio.to_thread(shutil.rmtree, self.models_dir, True)
@@ -440,6 +347,7 @@ class EndpointServer:
                 await self.restore()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await asyncio.gather(*(servable.close(drain_timeout=5) for servable in self.models.values()))
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

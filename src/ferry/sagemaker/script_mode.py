@@ -21,7 +21,7 @@ Training (:func:`run_training_script`):
 - the script's output is the job's log; ``MetricDefinitions`` regexes over it give
   ``FinalMetricDataList``; a non-zero exit fails the job with the script's last line.
 
-Serving (:func:`load_script_model`): the model's ``Environment`` names the code
+Serving (:func:`script_code_dir`, :func:`import_script_model`): the model's ``Environment`` names the code
 (``SAGEMAKER_PROGRAM``; ``SAGEMAKER_SUBMIT_DIRECTORY`` is an ``s3://`` tar.gz or, as the SDK
 sets it when the code is packed in the model, ``/opt/ml/model/code``). The module is imported
 and its ``model_fn(model_dir)`` (required) loads the model; each request goes through
@@ -31,8 +31,8 @@ accept)``, with the toolkit's defaults (JSON, csv, npy without pickle) for the o
 Whose code runs: the script is code the job's or the model's creator chose, as on SageMaker;
 only the stack's key pair can create either (the control plane checks SigV4, the endpoint
 server accepts deploys signed with it only). It runs in the training job's own worker process;
-at serving, inside the endpoint server (no container here), where an exception in it fails
-only its own request or deploy.
+at serving, in a process of its own per endpoint (ferry.sagemaker.model_process) with the
+model's ``Environment``, where an exception in it fails only its own request or deploy.
 """
 
 from __future__ import annotations
@@ -347,9 +347,8 @@ class ScriptModel:
         return self._answer(self.output_fn(prediction, accept), accept)
 
     def transform(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        """One request through ``transform_fn``, or input_fn → predict_fn → output_fn."""
-        if self.transform_fn is None:
-            return self.write(self.predict(self.read(body, content_type)), accept)
+        """One request through the script's ``transform_fn`` (the model process calls
+        :meth:`read`, :meth:`predict` and :meth:`write` itself otherwise, to batch rows)."""
         accept = self.accept(accept)
         return self._answer(self.transform_fn(self.model, self.content(body, content_type), content_type, accept),
                             accept)
@@ -410,29 +409,40 @@ def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
                             "application/json, text/csv or application/x-npy, or give the script an output_fn")
 
 
-def load_script_model(model_dir: Path, environment: dict[str, str], s3: Any) -> ScriptModel:
-    """Import the model's script and call its ``model_fn`` (see the module docstring)."""
-    program = environment.get("SAGEMAKER_PROGRAM")
+def script_code_dir(model_dir: Path, environment: dict[str, str], s3: Any) -> Path:
+    """Where the model's code is, fetched first if ``SAGEMAKER_SUBMIT_DIRECTORY`` is an ``s3://``
+    tar.gz (the endpoint server does this, so the model's process needs no S3 key pair)."""
     submit = environment.get("SAGEMAKER_SUBMIT_DIRECTORY", f"{CONTAINER_MODEL_DIR}/code")
     if submit.startswith("s3://"):
         code_dir = model_dir.parent / "code"
         fetch_source(s3, submit, code_dir)
-    elif submit == CONTAINER_MODEL_DIR or submit.startswith(f"{CONTAINER_MODEL_DIR}/"):
+        return code_dir
+    if submit == CONTAINER_MODEL_DIR or submit.startswith(f"{CONTAINER_MODEL_DIR}/"):
         code_dir = (model_dir / submit[len(CONTAINER_MODEL_DIR):].lstrip("/")).resolve()
         if not code_dir.is_relative_to(model_dir.resolve()):
             raise AlgorithmError(f"SAGEMAKER_SUBMIT_DIRECTORY {submit!r} points outside the model")
-    else:
-        raise AlgorithmError(f"SAGEMAKER_SUBMIT_DIRECTORY must be an s3:// tar.gz or under {CONTAINER_MODEL_DIR}, "
-                             f"not {submit!r}")
+        return code_dir
+    raise AlgorithmError(f"SAGEMAKER_SUBMIT_DIRECTORY must be an s3:// tar.gz or under {CONTAINER_MODEL_DIR}, "
+                         f"not {submit!r}")
+
+
+def import_script_model(model_dir: Path, code_dir: Path, environment: dict[str, str]) -> ScriptModel:
+    """Import the model's script (``SAGEMAKER_PROGRAM`` in ``code_dir``) and call its ``model_fn``.
+
+    Run in the model's own process (ferry.sagemaker.model_process): the code directory stays on
+    ``sys.path`` for the script's other modules, as the toolkit leaves it, and the script is
+    imported under its own name (``SAGEMAKER_PROGRAM`` without ``.py``), as the toolkit imports it.
+    """
+    program = environment.get("SAGEMAKER_PROGRAM")
     script = program_path(code_dir, program)
-    name = f"ferry_script_model_{next(_module_numbers)}"
+    name = script.stem
+    if not name.isidentifier() or name in sys.modules:  # never in place of a module already loaded
+        name = f"ferry_script_model_{next(_module_numbers)}"
     spec = importlib.util.spec_from_file_location(name, script)
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(code_dir))  # the toolkit puts the code directory on the path, for its other modules
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(code_dir))
+    sys.path.insert(0, str(code_dir))
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
     if not callable(getattr(module, "model_fn", None)):
         raise AlgorithmError(f"{program} has no model_fn(model_dir): the scikit-learn container needs one")
     return ScriptModel(module, module.model_fn(str(model_dir)), program, environment)
